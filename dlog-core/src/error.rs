@@ -1,0 +1,41 @@
+//! The data-plane error type. Each variant maps to exactly one Kafka error code in
+//! `dlog_protocol::errors`; keep the two in step.
+
+/// Errors of the data plane, in DLog's terms.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("not the leader of {0}")]
+    NotLeader(String),
+    #[error("request timed out: {0}")]
+    Timeout(String),
+    #[error("unsupported version: {0}")]
+    UnsupportedVersion(String),
+    #[error("broker is shutting down")]
+    ShuttingDown,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
