@@ -101,15 +101,39 @@ pub struct ConfigKey {
 
 /// Every topic config DLog accepts, in the order DescribeConfigs lists them.
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey { name: "cleanup.policy", broker_name: "log.cleanup.policy", doc: "delete (compact is not implemented yet)" },
-    ConfigKey { name: "file.delete.delay.ms", broker_name: "log.segment.delete.delay.ms", doc: "accepted; segments are deleted at once" },
-    ConfigKey { name: "flush.messages", broker_name: "log.flush.interval.messages", doc: "fsync after this many records" },
+    ConfigKey {
+        name: "cleanup.policy",
+        broker_name: "log.cleanup.policy",
+        doc: "delete (compact is not implemented yet)",
+    },
+    ConfigKey {
+        name: "file.delete.delay.ms",
+        broker_name: "log.segment.delete.delay.ms",
+        doc: "accepted; segments are deleted at once",
+    },
+    ConfigKey {
+        name: "flush.messages",
+        broker_name: "log.flush.interval.messages",
+        doc: "fsync after this many records",
+    },
     ConfigKey { name: "flush.ms", broker_name: "log.flush.interval.ms", doc: "fsync at least this often" },
-    ConfigKey { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", doc: "bytes between sparse index entries" },
+    ConfigKey {
+        name: "index.interval.bytes",
+        broker_name: "log.index.interval.bytes",
+        doc: "bytes between sparse index entries",
+    },
     ConfigKey { name: "max.message.bytes", broker_name: "message.max.bytes", doc: "largest record batch accepted" },
-    ConfigKey { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", doc: "CreateTime or LogAppendTime" },
+    ConfigKey {
+        name: "message.timestamp.type",
+        broker_name: "log.message.timestamp.type",
+        doc: "CreateTime or LogAppendTime",
+    },
     ConfigKey { name: "min.insync.replicas", broker_name: "min.insync.replicas", doc: "write quorum" },
-    ConfigKey { name: "retention.bytes", broker_name: "log.retention.bytes", doc: "largest log size kept; -1 = unlimited" },
+    ConfigKey {
+        name: "retention.bytes",
+        broker_name: "log.retention.bytes",
+        doc: "largest log size kept; -1 = unlimited",
+    },
     ConfigKey { name: "retention.ms", broker_name: "log.retention.ms", doc: "longest time kept; -1 = forever" },
     ConfigKey { name: "segment.bytes", broker_name: "log.segment.bytes", doc: "segment size that triggers a roll" },
     ConfigKey { name: "segment.ms", broker_name: "log.roll.ms", doc: "segment age that triggers a roll" },
@@ -165,8 +189,7 @@ impl TopicConfig {
                         return Err(ConfigError::InvalidValue {
                             key: key.to_string(),
                             value: value.to_string(),
-                            reason: "only delete is supported (compaction is not implemented yet)"
-                                .to_string(),
+                            reason: "only delete is supported (compaction is not implemented yet)".to_string(),
                         })
                     }
                 }

@@ -34,6 +34,12 @@ pub enum Error {
     Timeout(String),
     #[error("unsupported version: {0}")]
     UnsupportedVersion(String),
+    #[error("leader epoch {client} is older than the partition's {current}")]
+    FencedLeaderEpoch { client: i32, current: i32 },
+    #[error("leader epoch {client} is newer than the partition's {current}")]
+    UnknownLeaderEpoch { client: i32, current: i32 },
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(String),
     #[error("broker is shutting down")]
     ShuttingDown,
 }

@@ -1,1 +1,19 @@
-//! placeholder
+//! Kafka wire protocol for DLog: framing, request decoding and response encoding on top
+//! of the `kafka-protocol` crate, the registry of supported APIs and versions, and the
+//! one place where DLog's errors become Kafka error codes.
+//!
+//! The crate does no I/O. A connection feeds received bytes to [`frame::split_frame`],
+//! turns each frame into a [`codec::Request`] with [`codec::decode_request`], and writes
+//! what [`codec::encode_response`] returns. [`registry::SUPPORTED_APIS`] is the single
+//! list of APIs the broker answers; ApiVersions reports exactly it, and a request for
+//! anything else is refused before any handler runs.
+//!
+//! Storage and consensus never see these types: the server's handlers translate.
+
+pub mod codec;
+pub mod errors;
+pub mod frame;
+pub mod records;
+pub mod registry;
+
+pub use kafka_protocol;

@@ -1,0 +1,65 @@
+//! The one place where DLog's errors become Kafka error codes.
+
+pub use kafka_protocol::error::ResponseError;
+
+use dlog_core::Error;
+
+/// The Kafka error for a DLog error. Every variant of [`dlog_core::Error`] is mapped
+/// here and nowhere else.
+pub fn response_error(e: &Error) -> ResponseError {
+    match e {
+        Error::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        Error::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        Error::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        Error::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        Error::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        Error::InvalidConfig(_) => ResponseError::InvalidConfig,
+        Error::CorruptMessage(_) => ResponseError::CorruptMessage,
+        Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        Error::InvalidRequest(_) => ResponseError::InvalidRequest,
+        Error::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        Error::Storage(_) => ResponseError::KafkaStorageError,
+        Error::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+        Error::Timeout(_) => ResponseError::RequestTimedOut,
+        Error::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
+        Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        Error::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+        Error::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// The Kafka error code for a DLog error.
+pub fn error_code(e: &Error) -> i16 {
+    response_error(e).code()
+}
+
+/// The code for a result: 0 on success.
+pub fn result_code<T>(r: &Result<T, Error>) -> i16 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => error_code(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_kafka_protocol_guide() {
+        assert_eq!(error_code(&Error::UnknownTopicOrPartition("t".into())), 3);
+        assert_eq!(error_code(&Error::CorruptMessage("crc".into())), 2);
+        assert_eq!(error_code(&Error::RecordTooLarge { size: 2, max: 1 }), 10);
+        assert_eq!(error_code(&Error::OffsetOutOfRange { offset: 9, start: 0, end: 1 }), 1);
+        assert_eq!(error_code(&Error::TopicAlreadyExists("t".into())), 36);
+        assert_eq!(error_code(&Error::InvalidTopic { name: "a/b".into(), reason: "x".into() }), 17);
+        assert_eq!(error_code(&Error::InvalidPartitions("0".into())), 37);
+        assert_eq!(error_code(&Error::UnsupportedVersion("v".into())), 35);
+        assert_eq!(error_code(&Error::InvalidConfig("k".into())), 40);
+        assert_eq!(error_code(&Error::FencedLeaderEpoch { client: 0, current: 1 }), 74);
+        assert_eq!(error_code(&Error::UnknownLeaderEpoch { client: 2, current: 1 }), 75);
+        assert_eq!(error_code(&Error::UnknownTopicId("x".into())), 100);
+    }
+}

@@ -1,0 +1,77 @@
+//! Record-level helpers for the few places that must look inside a batch: finding the
+//! exact offset of a timestamp within the batch storage located (ListOffsets), and the
+//! CLI's own producer and consumer. Produce and Fetch never decode records.
+
+use bytes::{Bytes, BytesMut};
+pub use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// Decodes every record of the batches in `bytes` (control batches included; callers
+/// filter on `Record::control`).
+pub fn decode_records(bytes: &Bytes) -> Result<Vec<Record>, String> {
+    let mut buf = bytes.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
+    Ok(sets.into_iter().flat_map(|s| s.records).collect())
+}
+
+/// The first record at or after `timestamp` in a batch: (offset, timestamp).
+pub fn first_record_at_or_after(batch: &Bytes, timestamp: i64) -> Result<Option<(i64, i64)>, String> {
+    Ok(decode_records(batch)?
+        .into_iter()
+        .filter(|r| !r.control)
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.offset, r.timestamp)))
+}
+
+/// The record holding the largest timestamp in a batch (the first one on ties).
+pub fn max_timestamp_record(batch: &Bytes) -> Result<Option<(i64, i64)>, String> {
+    let mut best: Option<(i64, i64)> = None;
+    for r in decode_records(batch)?.into_iter().filter(|r| !r.control) {
+        if best.is_none_or(|(_, ts)| r.timestamp > ts) {
+            best = Some((r.offset, r.timestamp));
+        }
+    }
+    Ok(best)
+}
+
+/// Encodes records into one v2 batch with base offset 0.
+pub fn encode_batch(records: &[Record], compression: Compression) -> Result<Bytes, String> {
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::indexmap::IndexMap;
+
+    fn record(offset: i64, timestamp: i64) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp,
+            key: Some(Bytes::from(format!("k{offset}"))),
+            value: Some(Bytes::from_static(b"v")),
+            headers: IndexMap::new(),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_found_inside_a_compressed_batch() {
+        let records: Vec<_> = (0..5).map(|i| record(i, 1000 + 10 * i)).collect();
+        let batch = encode_batch(&records, Compression::Lz4).unwrap();
+        assert_eq!(first_record_at_or_after(&batch, 1015).unwrap(), Some((2, 1020)));
+        assert_eq!(first_record_at_or_after(&batch, 5000).unwrap(), None);
+        assert_eq!(max_timestamp_record(&batch).unwrap(), Some((4, 1040)));
+    }
+}

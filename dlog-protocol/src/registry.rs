@@ -1,0 +1,81 @@
+//! The registry of Kafka APIs DLog answers, with the version range of each. ApiVersions
+//! reports this list; the codec refuses any API or version outside it.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::ApiKey;
+
+/// One supported API and the versions DLog implements.
+#[derive(Debug, Clone, Copy)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi { key, min_version, max_version }
+}
+
+/// Every API the broker answers. Ranges start where the `kafka-protocol` crate starts
+/// and end at Kafka 4.1's newest, unless a comment says why not.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, 3, 12),
+    // Fetch v13+ names topics by id only; supported, topic ids are stable per topic.
+    api(ApiKey::Fetch, 4, 17),
+    api(ApiKey::ListOffsets, 1, 9),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported version range of `key`, or `None` if DLog does not answer it.
+pub fn supported(key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS.iter().copied().find(|a| a.key == key)
+}
+
+/// True when DLog answers `key` at `version`.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    supported(key).is_some_and(|a| (a.min_version..=a.max_version).contains(&version))
+}
+
+/// The ApiVersions entries, as reported to clients.
+pub fn api_versions() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|a| {
+            ApiVersion::default()
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min_version)
+                .with_max_version(a.max_version)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_range_lies_within_the_codec() {
+        for a in SUPPORTED_APIS {
+            let codec = a.key.valid_versions();
+            assert!(a.min_version >= codec.min && a.max_version <= codec.max, "{:?}", a.key);
+            assert!(a.min_version <= a.max_version);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_are_not_supported() {
+        assert!(is_supported(ApiKey::Produce, 9));
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(!is_supported(ApiKey::JoinGroup, 0));
+    }
+}
