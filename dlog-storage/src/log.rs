@@ -1,0 +1,986 @@
+//! [`PartitionLog`]: the segments of one partition, with append, read, recovery,
+//! group-commit flushing, truncation and retention.
+
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::checkpoint::{self, Fields};
+use crate::error::{Result, StorageError};
+use crate::segment::{self, parse_segment_name, Segment, SegmentIndex, LOG_SUFFIX};
+use bytes::Bytes;
+use dlog_core::{LeaderEpoch, Offset, TimestampType, TopicConfig};
+use std::cell::{Cell, OnceCell};
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Flushed offset, active segment base, byte position, max timestamp state.
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// The log start offset (moved by DeleteRecords and retention).
+const LOG_START_FILE: &str = "log-start-offset";
+/// Present only after a clean close: log end offset, active base, active size.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+
+/// What [`PartitionLog::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+    /// `Some(now_ms)` when the topic uses LogAppendTime (the batches were stamped).
+    pub log_append_time_ms: Option<i64>,
+    pub log_start_offset: Offset,
+    /// Largest max timestamp of the appended batches (after stamping).
+    pub max_timestamp: i64,
+}
+
+/// What [`PartitionLog::read`] returns: whole batches, and the log bounds at read time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub bytes: Bytes,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+/// What opening the log had to do. `bytes_scanned` is the start-up cost: it is 0 after
+/// a clean close and at most the active segment's unflushed tail otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub bytes_scanned: u64,
+    pub truncated_bytes: u64,
+    pub indexes_rebuilt: usize,
+}
+
+/// What [`PartitionLog::apply_retention`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: Offset,
+}
+
+/// The durable state of the active segment at some offset: what the recovery
+/// checkpoint records and what a flush job will make durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecoveryPoint {
+    flushed: Offset,
+    segment_base: Offset,
+    position: u64,
+    max_ts: Option<(i64, Offset)>,
+}
+
+impl RecoveryPoint {
+    fn encode(&self) -> Vec<u8> {
+        let (has, ts, off) = match self.max_ts {
+            Some((ts, off)) => (1i64, ts, off.0),
+            None => (0, 0, 0),
+        };
+        [self.flushed.0, self.segment_base.0, self.position as i64, has, ts, off]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect()
+    }
+
+    fn decode(buf: &[u8]) -> Option<RecoveryPoint> {
+        let mut f = Fields::new(buf);
+        let (flushed, base, pos, has, ts, off) = (f.i64()?, f.i64()?, f.i64()?, f.i64()?, f.i64()?, f.i64()?);
+        if pos < 0 || flushed < base {
+            return None;
+        }
+        Some(RecoveryPoint {
+            flushed: Offset(flushed),
+            segment_base: Offset(base),
+            position: pos as u64,
+            max_ts: (has == 1).then_some((ts, Offset(off))),
+        })
+    }
+}
+
+/// A group-commit fsync: the files to sync and the offset they make durable. Built by
+/// [`PartitionLog::begin_flush`], run on a blocking thread, handed back to
+/// [`PartitionLog::complete_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    files: Vec<Arc<File>>,
+    point: RecoveryPoint,
+    /// Jobs begun before a truncation cover bytes that may have been replaced.
+    generation: u64,
+}
+
+impl FlushJob {
+    /// Blocking `fdatasync` of the segment's log and index files.
+    ///
+    /// An error here must be treated as fatal for the partition (close it and reopen,
+    /// which recovers): after a failed fsync the kernel may have dropped the dirty pages,
+    /// so retrying cannot prove anything durable.
+    pub fn run(&self) -> std::io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Every offset below this is durable once [`FlushJob::run`] succeeded.
+    pub fn target_offset(&self) -> Offset {
+        self.point.flushed
+    }
+}
+
+/// One partition's log. Owned by one thread; no internal locking (it is `Send`, not
+/// `Sync`: closed segments load their indexes lazily through `&self`).
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: TopicConfig,
+    /// Sorted by base offset; never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    /// Log end offset: the offset the next record gets.
+    next_offset: Offset,
+    log_start_offset: Offset,
+    flushed_offset: Offset,
+    /// Target of the latest begun flush job (`flushed_offset <= begun_offset <= LEO`).
+    begun_offset: Offset,
+    /// When the oldest append not covered by a begun flush job happened.
+    unbegun_since_ms: Option<i64>,
+    /// When the active segment got its first append (drives `segment.ms`).
+    active_first_append_ms: Option<i64>,
+    flush_generation: u64,
+    /// Set when a failed write could not be undone; every later write is refused.
+    failed: bool,
+    report: RecoveryReport,
+    lazy_index_rebuilds: Cell<usize>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |e| StorageError::io(path, e)
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the log in `dir` and recovers it.
+    ///
+    /// Closed segments are only listed and stat-ed; their indexes load lazily. After a
+    /// clean close nothing is scanned. Otherwise the active segment is scanned from the
+    /// recovery checkpoint, validating every batch (CRC included), and cut at the first
+    /// torn or corrupt batch.
+    pub fn open(dir: &Path, config: TopicConfig, now_ms: i64) -> Result<PartitionLog> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(checkpoint::TMP_SUFFIX) {
+                // A checkpoint write that crashed before its rename: the old file stands.
+                fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            } else if let Some(base) = parse_segment_name(name, LOG_SUFFIX) {
+                bases.push(base);
+            }
+        }
+        bases.sort();
+        remove_orphan_indexes(dir, &bases)?;
+
+        let log_start_ckpt = checkpoint::read(dir, LOG_START_FILE)?.and_then(|b| Fields::new(&b).i64()).map(Offset);
+        let clean = checkpoint::read(dir, CLEAN_SHUTDOWN_FILE)?;
+        // Removed (durably) before any write: a crash from here on must recover.
+        checkpoint::remove(dir, CLEAN_SHUTDOWN_FILE)?;
+
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments: Vec::with_capacity(bases.len().max(1)),
+            next_offset: Offset::ZERO,
+            log_start_offset: Offset::ZERO,
+            flushed_offset: Offset::ZERO,
+            begun_offset: Offset::ZERO,
+            unbegun_since_ms: None,
+            active_first_append_ms: None,
+            flush_generation: 0,
+            failed: false,
+            report: RecoveryReport::default(),
+            lazy_index_rebuilds: Cell::new(0),
+        };
+
+        if bases.is_empty() {
+            let base = log_start_ckpt.unwrap_or(Offset::ZERO);
+            log.segments.push(Segment::create(dir, base)?);
+            checkpoint::sync_dir(dir)?;
+            log.next_offset = base;
+            log.flushed_offset = base;
+        } else {
+            for &base in &bases {
+                log.segments.push(Segment::open_existing(dir, base)?);
+            }
+            let clean = clean.as_deref().and_then(|b| {
+                let mut f = Fields::new(b);
+                Some((Offset(f.i64()?), Offset(f.i64()?), f.i64()?))
+            });
+            log.recover_active(clean, now_ms)?;
+        }
+
+        let first_base = log.segments[0].base;
+        log.log_start_offset = log_start_ckpt.unwrap_or(first_base).max(first_base).min(log.next_offset);
+        log.begun_offset = log.flushed_offset;
+        log.report.segments = log.segments.len();
+        log.check_invariants();
+        tracing::info!(
+            dir = %dir.display(),
+            segments = log.report.segments,
+            log_start_offset = %log.log_start_offset,
+            log_end_offset = %log.next_offset,
+            bytes_scanned = log.report.bytes_scanned,
+            truncated_bytes = log.report.truncated_bytes,
+            "opened partition log"
+        );
+        Ok(log)
+    }
+
+    /// Brings the active segment to a known state: trusted after a clean close, scanned
+    /// from the recovery checkpoint otherwise.
+    fn recover_active(&mut self, clean: Option<(Offset, Offset, i64)>, now_ms: i64) -> Result<()> {
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.last_mut().expect("at least one segment");
+        let base = active.base;
+
+        if let Some((leo, clean_base, clean_size)) = clean {
+            if clean_base == base && clean_size as u64 == active.size && leo >= base {
+                let rebuilt = Cell::new(0);
+                active.index(leo, interval, &rebuilt)?;
+                self.report.indexes_rebuilt += rebuilt.get();
+                self.next_offset = leo;
+                self.flushed_offset = leo;
+                if active.size > 0 {
+                    self.active_first_append_ms = Some(now_ms);
+                }
+                return Ok(());
+            }
+            tracing::warn!(dir = %self.dir.display(), "clean-shutdown marker does not match the active segment; recovering");
+        }
+
+        let file_len = active.size;
+        let point = checkpoint::read(&self.dir, RECOVERY_POINT_FILE)?.and_then(|b| RecoveryPoint::decode(&b));
+        let usable = point.filter(|p| p.segment_base == base && p.position <= file_len);
+        if point.is_some_and(|p| p.segment_base == base && p.position > file_len) {
+            tracing::warn!(
+                segment = %active.log_path.display(),
+                file_len,
+                "active segment is shorter than its recovery checkpoint: fsynced data was lost; rescanning it whole"
+            );
+        }
+        let (start_pos, expected, mut index) = match usable {
+            Some(p) => (p.position, p.flushed, active.load_index_prefix(p.position, p.flushed, p.max_ts)?),
+            None => {
+                let (index_file, time_file) = active.open_index_files()?;
+                let empty = SegmentIndex {
+                    index_file,
+                    time_file,
+                    offsets: Vec::new(),
+                    times: Vec::new(),
+                    max_ts: None,
+                    bytes_since_entry: 0,
+                };
+                (0, base, empty)
+            }
+        };
+        let scan = active.scan(start_pos, expected, true, |pos, h| {
+            index.on_batch(base, pos, h, interval);
+        })?;
+        if let Some(reason) = &scan.stopped {
+            let cut = file_len - scan.valid_end;
+            tracing::warn!(
+                segment = %active.log_path.display(),
+                position = scan.valid_end,
+                bytes = cut,
+                %reason,
+                "truncating torn or corrupt tail of the active segment"
+            );
+            active.log.set_len(scan.valid_end).map_err(io(&active.log_path))?;
+            active.log.sync_data().map_err(io(&active.log_path))?;
+            self.report.truncated_bytes = cut;
+        }
+        debug_assert!(scan.valid_end <= file_len);
+        active.size = scan.valid_end;
+        index.rewrite_files().map_err(io(&active.log_path))?;
+        active.index = OnceCell::from(index);
+        self.report.bytes_scanned = file_len - start_pos;
+        self.report.indexes_rebuilt += 1;
+        self.next_offset = scan.next_offset;
+        self.flushed_offset = usable.map_or(base, |p| p.flushed).min(scan.next_offset);
+        if active.size > 0 {
+            self.active_first_append_ms = Some(now_ms);
+        }
+        if self.next_offset > self.flushed_offset {
+            // The scanned tail may sit only in the page cache: flush it soon.
+            self.unbegun_since_ms = Some(now_ms);
+        }
+        Ok(())
+    }
+
+    /// The work done by [`PartitionLog::open`].
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Closed-segment indexes found damaged or missing and rebuilt since open (they
+    /// load lazily, so these are not in the [`RecoveryReport`]).
+    pub fn lazy_index_rebuilds(&self) -> usize {
+        self.lazy_index_rebuilds.get()
+    }
+
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    /// Takes effect from the next append, roll or retention pass.
+    pub fn set_config(&mut self, config: TopicConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    /// Every record below it is fsynced.
+    pub fn flushed_offset(&self) -> Offset {
+        self.flushed_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// The directory holding the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("at least one segment")
+    }
+
+    /// The offset after segment `i`'s last batch.
+    fn segment_end(&self, i: usize) -> Offset {
+        self.segments.get(i + 1).map_or(self.next_offset, |s| s.base)
+    }
+
+    /// Index of the segment holding `offset` (the last whose base is <= it).
+    fn segment_for(&self, offset: Offset) -> usize {
+        self.segments.partition_point(|s| s.base <= offset).saturating_sub(1)
+    }
+
+    fn index_of(&self, i: usize) -> Result<&SegmentIndex> {
+        let end = self.segment_end(i);
+        self.segments[i].index(end, self.config.index_interval_bytes, &self.lazy_index_rebuilds)
+    }
+
+    fn check_invariants(&self) {
+        assert!(!self.segments.is_empty());
+        debug_assert!(self.segments.windows(2).all(|w| w[0].base < w[1].base));
+        assert!(self.active().base <= self.next_offset);
+        assert!(self.segments[0].base <= self.log_start_offset || self.log_start_offset == self.next_offset);
+        assert!(self.log_start_offset <= self.next_offset);
+        assert!(self.flushed_offset <= self.begun_offset.max(self.flushed_offset));
+        assert!(self.flushed_offset <= self.next_offset);
+    }
+
+    fn ensure_writable(&self) -> Result<()> {
+        if self.failed {
+            return Err(StorageError::Failed(self.dir.clone()));
+        }
+        Ok(())
+    }
+
+    /// Appends already-validated batches: assigns offsets from the log end offset,
+    /// stamps the leader epoch (and LogAppendTime if configured), rolls first if the
+    /// active segment is full or old, then `pwrite`s the bytes straight to the file: once
+    /// this returns, a SIGKILL loses nothing (a power loss may, until flushed).
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: LeaderEpoch, now_ms: i64) -> Result<AppendInfo> {
+        self.ensure_writable()?;
+        let headers = frame_batches(batches, self.config.max_message_bytes)?;
+        #[cfg(debug_assertions)]
+        debug_assert!(batch::validate_batches(batches).is_ok(), "append takes validated batches");
+        let records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
+        let total = batches.len() as u64;
+
+        let active = self.active();
+        let rel_end = self.next_offset.0 - active.base.0 + records;
+        let too_big = active.size + total > self.config.segment_bytes
+            || active.size + total > u64::from(u32::MAX)
+            || rel_end > i64::from(u32::MAX);
+        let too_old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        if active.size > 0 && (too_big || too_old) {
+            self.roll()?;
+        }
+        if total > u64::from(u32::MAX) || records > i64::from(u32::MAX) {
+            // A single append that cannot fit any segment (positions and relative offsets
+            // are u32); produce requests are far smaller.
+            return Err(StorageError::BatchTooLarge { size: batches.len(), max: u64::from(u32::MAX) });
+        }
+
+        let first_offset = self.next_offset;
+        let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut next = first_offset;
+        let mut max_timestamp = i64::MIN;
+        let mut stamped = Vec::with_capacity(headers.len());
+        for (range, h) in &headers {
+            let b = &mut batches[range.clone()];
+            batch::set_base_offset(b, next);
+            batch::set_leader_epoch(b, leader_epoch.0);
+            if log_append {
+                batch::stamp_log_append_time(b, now_ms);
+            }
+            let h2 = BatchHeader::parse(b)?;
+            debug_assert_eq!(h2.record_count, h.record_count);
+            max_timestamp = max_timestamp.max(h2.max_timestamp);
+            next = h2.next_offset();
+            stamped.push((range.start as u64, h2));
+        }
+        debug_assert_eq!(next, first_offset.plus(records));
+
+        let active = self.segments.last_mut().expect("at least one segment");
+        let pos = active.size;
+        if let Err(e) = active.log.write_all_at(batches, pos) {
+            self.undo_write(pos);
+            return Err(StorageError::io(&self.active().log_path, e));
+        }
+        let base = active.base;
+        let index = active.index.get_mut().expect("active segment index is loaded");
+        let saved = (index.max_ts, index.bytes_since_entry);
+        let mut added = segment::NewEntries::default();
+        for (at, h) in &stamped {
+            let n = index.on_batch(base, pos + at, h, self.config.index_interval_bytes);
+            added.offsets += n.offsets;
+            added.times += n.times;
+        }
+        if let Err(e) = index.write_tail(&added) {
+            index.undo(&added);
+            (index.max_ts, index.bytes_since_entry) = saved;
+            self.undo_write(pos);
+            return Err(StorageError::io(&self.active().log_path, e));
+        }
+        let active = self.segments.last_mut().expect("at least one segment");
+        active.size = pos + total;
+        self.next_offset = next;
+        self.active_first_append_ms.get_or_insert(now_ms);
+        self.unbegun_since_ms.get_or_insert(now_ms);
+
+        debug_assert_eq!(self.active().log.metadata().map(|m| m.len()).ok(), Some(self.active().size));
+        self.check_invariants();
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: Offset(next.0 - 1),
+            log_append_time_ms: log_append.then_some(now_ms),
+            log_start_offset: self.log_start_offset,
+            max_timestamp,
+        })
+    }
+
+    /// Cuts the active log file back to `pos` after a failed append; if even that fails,
+    /// the file no longer matches memory and the log refuses further writes.
+    fn undo_write(&mut self, pos: u64) {
+        let active = self.active();
+        if let Err(e) = active.log.set_len(pos) {
+            tracing::error!(segment = %active.log_path.display(), error = %e, "cannot undo a failed append; log is failed");
+            self.failed = true;
+        }
+    }
+
+    /// Closes the active segment (final time-index entry, fsync of log and indexes)
+    /// and starts a new one at the log end offset. Because the closed segment is
+    /// durable, the recovery point moves to the new segment's start.
+    fn roll(&mut self) -> Result<()> {
+        let next = self.next_offset;
+        let active = self.segments.last_mut().expect("at least one segment");
+        assert!(active.size > 0, "never roll an empty segment");
+        assert!(next > active.base);
+        let base = active.base;
+        let index = active.index.get_mut().expect("active segment index is loaded");
+        if index.push_time_entry_if_grown(base) {
+            index.write_tail(&segment::NewEntries { offsets: 0, times: 1 }).map_err(io(&active.log_path))?;
+        }
+        active.log.sync_data().map_err(io(&active.log_path))?;
+        index.sync().map_err(io(&active.log_path))?;
+        let fresh = Segment::create(&self.dir, next)?;
+        checkpoint::sync_dir(&self.dir)?;
+        self.segments.push(fresh);
+        self.flushed_offset = next;
+        self.begun_offset = next;
+        self.unbegun_since_ms = None;
+        self.active_first_append_ms = None;
+        self.write_recovery_point(RecoveryPoint { flushed: next, segment_base: next, position: 0, max_ts: None })?;
+        tracing::debug!(dir = %self.dir.display(), base = %next, "rolled segment");
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn write_recovery_point(&self, p: RecoveryPoint) -> Result<()> {
+        checkpoint::write(&self.dir, RECOVERY_POINT_FILE, &p.encode())
+    }
+
+    fn out_of_range(&self, offset: Offset) -> StorageError {
+        StorageError::OffsetOutOfRange { offset, start: self.log_start_offset, end: self.next_offset }
+    }
+
+    /// Reads whole batches from the one containing `start`, adding batches while the
+    /// total stays within `max_bytes` but always at least one (KIP-74), and never a batch
+    /// whose base offset is >= `max_offset`. `start == log_end_offset` reads nothing.
+    pub fn read(&self, start: Offset, max_bytes: usize, max_offset: Offset) -> Result<ReadResult> {
+        if start < self.log_start_offset || start > self.next_offset {
+            return Err(self.out_of_range(start));
+        }
+        let mut out = Vec::new();
+        if start < self.next_offset {
+            self.read_batches(start, max_bytes, max_offset, &mut out)?;
+        }
+        Ok(ReadResult {
+            bytes: Bytes::from(out),
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.next_offset,
+        })
+    }
+
+    fn read_batches(&self, start: Offset, max_bytes: usize, max_offset: Offset, out: &mut Vec<u8>) -> Result<()> {
+        debug_assert!(start >= self.log_start_offset && start < self.next_offset);
+        let first = self.segment_for(start);
+        // One pass per segment at most; inside a segment, pos strictly grows.
+        for i in first..self.segments.len() {
+            let seg = &self.segments[i];
+            let found = if i == first {
+                seg.find_batch(self.index_of(i)?, start)?
+            } else {
+                seg.batch_at(0, seg.base)?.map(|h| (0, h))
+            };
+            let Some((run_start, mut h)) = found else {
+                if i == first {
+                    return Err(StorageError::Corrupt {
+                        path: seg.log_path.clone(),
+                        position: seg.size,
+                        reason: format!("offset {start} missing from its segment"),
+                    });
+                }
+                continue;
+            };
+            let mut pos = run_start;
+            let mut done = false;
+            loop {
+                let size = h.total_size();
+                let nothing_yet = out.is_empty() && pos == run_start;
+                if h.base_offset >= max_offset
+                    || (!nothing_yet && out.len() + (pos - run_start) as usize + size > max_bytes)
+                {
+                    done = true;
+                    break;
+                }
+                pos += size as u64;
+                match seg.batch_at(pos, h.next_offset())? {
+                    Some(next) => h = next,
+                    None => break,
+                }
+            }
+            if pos > run_start {
+                seg.read_into(run_start, (pos - run_start) as usize, out)?;
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of the first batch (from log start) whose max timestamp is >= `ts`.
+    /// Skips whole segments by their max timestamp, then uses the sparse time index,
+    /// then scans headers. The caller decodes its records for the exact offset.
+    pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+        if self.log_start_offset == self.next_offset {
+            return Ok(None);
+        }
+        let first = self.segment_for(self.log_start_offset);
+        for i in first..self.segments.len() {
+            let seg = &self.segments[i];
+            let index = self.index_of(i)?;
+            if index.max_ts.is_none_or(|(max, _)| max < ts) {
+                continue;
+            }
+            let from = seg.time_floor(index, ts).max(if i == first { self.log_start_offset } else { seg.base });
+            let Some((mut pos, mut h)) = seg.find_batch(index, from)? else { continue };
+            // Bounded by the batches of the segment.
+            loop {
+                if h.max_timestamp >= ts && h.last_offset() >= self.log_start_offset {
+                    let mut out = Vec::with_capacity(h.total_size());
+                    seg.read_into(pos, h.total_size(), &mut out)?;
+                    return Ok(Some(Bytes::from(out)));
+                }
+                pos += h.total_size() as u64;
+                match seg.batch_at(pos, h.next_offset())? {
+                    Some(next) => h = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the largest max timestamp (the first such on ties) with that
+    /// timestamp; `None` if the log is empty.
+    pub fn max_timestamp_batch(&self) -> Result<Option<(i64, Bytes)>> {
+        if self.log_start_offset == self.next_offset {
+            return Ok(None);
+        }
+        let first = self.segment_for(self.log_start_offset);
+        let mut best: Option<(i64, usize, Offset)> = None;
+        for i in first..self.segments.len() {
+            let seg = &self.segments[i];
+            let index = self.index_of(i)?;
+            let Some((mut max, mut at)) = index.max_ts else { continue };
+            if i == first {
+                // The segment's max may sit in a batch below the log start: rescan the
+                // part of the segment that is still in the log.
+                let Some((mut pos, mut h)) = seg.find_batch(index, self.log_start_offset)? else { continue };
+                if at < h.base_offset {
+                    (max, at) = (h.max_timestamp, h.base_offset);
+                    loop {
+                        if h.max_timestamp > max {
+                            (max, at) = (h.max_timestamp, h.base_offset);
+                        }
+                        pos += h.total_size() as u64;
+                        match seg.batch_at(pos, h.next_offset())? {
+                            Some(next) => h = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            if best.is_none_or(|(b, _, _)| max > b) {
+                best = Some((max, i, at));
+            }
+        }
+        let Some((max, i, at)) = best else { return Ok(None) };
+        let seg = &self.segments[i];
+        let Some((pos, h)) = seg.find_batch(self.index_of(i)?, at)? else {
+            return Err(StorageError::Corrupt {
+                path: seg.log_path.clone(),
+                position: 0,
+                reason: format!("max-timestamp batch at offset {at} not found"),
+            });
+        };
+        debug_assert_eq!(h.max_timestamp, max);
+        let mut out = Vec::with_capacity(h.total_size());
+        seg.read_into(pos, h.total_size(), &mut out)?;
+        Ok(Some((max, Bytes::from(out))))
+    }
+
+    /// Removes every batch at or after `offset` (rounded down to the start of the batch
+    /// containing it): deletes later segments, truncates the file, rebuilds its index
+    /// and makes it all durable. Flush jobs begun before are void.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<()> {
+        self.ensure_writable()?;
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        let offset = offset.max(self.segments[0].base);
+        let i = self.segment_for(offset);
+        let (cut_pos, new_end) = match self.segments[i].find_batch(self.index_of(i)?, offset)? {
+            Some((pos, h)) => (pos, h.base_offset),
+            None => (self.segments[i].size, self.segment_end(i)),
+        };
+        // Newest first, so a crash part-way leaves a log that is a prefix of this one.
+        while self.segments.len() > i + 1 {
+            let seg = self.segments.pop().expect("len > i + 1");
+            seg.delete_files()?;
+        }
+        let seg = self.segments.last_mut().expect("segment i remains");
+        seg.log.set_len(cut_pos).map_err(io(&seg.log_path))?;
+        seg.log.sync_data().map_err(io(&seg.log_path))?;
+        seg.size = cut_pos;
+        let (index_file, time_file) = seg.open_index_files()?;
+        let (index, scan) = seg.build_index(index_file, time_file, self.config.index_interval_bytes)?;
+        if scan.next_offset != new_end || scan.stopped.is_some() {
+            return Err(StorageError::Corrupt {
+                path: seg.log_path.clone(),
+                position: scan.valid_end,
+                reason: format!("after truncation the segment ends at {} not {new_end}", scan.next_offset),
+            });
+        }
+        let point = RecoveryPoint { flushed: new_end, segment_base: seg.base, position: cut_pos, max_ts: index.max_ts };
+        seg.index = OnceCell::from(index);
+        checkpoint::sync_dir(&self.dir)?;
+        let empty = cut_pos == 0;
+        self.next_offset = new_end;
+        // The truncated file and its index were just fsynced: all of it is durable.
+        self.flushed_offset = new_end;
+        self.begun_offset = new_end;
+        self.unbegun_since_ms = None;
+        self.flush_generation += 1;
+        if empty {
+            self.active_first_append_ms = None;
+        }
+        self.write_recovery_point(point)?;
+        if self.log_start_offset > new_end {
+            self.log_start_offset = new_end;
+            self.write_log_start()?;
+        }
+        tracing::info!(dir = %self.dir.display(), log_end_offset = %new_end, "truncated log");
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn write_log_start(&self) -> Result<()> {
+        checkpoint::write(&self.dir, LOG_START_FILE, &self.log_start_offset.0.to_be_bytes())
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (never down), persists
+    /// it, and deletes closed segments wholly below it. Returns the new log start.
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset> {
+        self.ensure_writable()?;
+        if offset > self.next_offset {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.write_log_start()?;
+            // Bounded by the number of segments.
+            while self.segments.len() > 1 && self.segments[1].base <= self.log_start_offset {
+                self.delete_oldest_segment()?;
+            }
+        }
+        self.check_invariants();
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes the oldest (closed) segment, moving the log start offset past it first
+    /// so a crash part-way never exposes a hole.
+    fn delete_oldest_segment(&mut self) -> Result<u64> {
+        assert!(self.segments.len() > 1, "the active segment is never deleted");
+        let next_base = self.segments[1].base;
+        if self.log_start_offset < next_base {
+            self.log_start_offset = next_base;
+            self.write_log_start()?;
+        }
+        let seg = self.segments.remove(0);
+        seg.delete_files()?;
+        checkpoint::sync_dir(&self.dir)?;
+        tracing::debug!(segment = %seg.log_path.display(), bytes = seg.size, "deleted segment");
+        Ok(seg.size)
+    }
+
+    /// Deletes whole closed segments (never the active one), oldest first: those whose
+    /// max timestamp is older than `now_ms - retention_ms`, then while the log without
+    /// its oldest segment is still at least `retention_bytes`.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        self.ensure_writable()?;
+        let mut outcome =
+            RetentionOutcome { segments_deleted: 0, bytes_deleted: 0, log_start_offset: self.log_start_offset };
+        if self.config.retention_ms >= 0 {
+            let cutoff = now_ms.saturating_sub(self.config.retention_ms);
+            while self.segments.len() > 1 {
+                let expired = self.index_of(0)?.max_ts.is_none_or(|(ts, _)| ts < cutoff);
+                if !expired {
+                    break;
+                }
+                outcome.bytes_deleted += self.delete_oldest_segment()?;
+                outcome.segments_deleted += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let limit = self.config.retention_bytes as u64;
+            while self.segments.len() > 1 && self.size_bytes() - self.segments[0].size >= limit {
+                outcome.bytes_deleted += self.delete_oldest_segment()?;
+                outcome.segments_deleted += 1;
+            }
+        }
+        outcome.log_start_offset = self.log_start_offset;
+        self.check_invariants();
+        Ok(outcome)
+    }
+
+    /// Rolls the active segment if `segment.ms` has passed since its first append.
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<()> {
+        self.ensure_writable()?;
+        let old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        if old && self.active().size > 0 {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Whether an fsync is due: `flush.messages` records not yet covered by a flush
+    /// job, or the oldest of them older than `flush.ms`.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        let pending = self.next_offset.0 - self.begun_offset.0;
+        pending > 0
+            && (pending >= self.config.flush_messages
+                || self.unbegun_since_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms))
+    }
+
+    /// Group commit: a job covering everything appended so far, `None` if all of it is
+    /// already durable. Appends may continue while the job runs.
+    pub fn begin_flush(&mut self) -> Option<FlushJob> {
+        if self.next_offset <= self.flushed_offset {
+            return None;
+        }
+        let active = self.active();
+        let index = active.index.get().expect("active segment index is loaded");
+        let job = FlushJob {
+            files: vec![active.log.clone(), index.index_file.clone(), index.time_file.clone()],
+            point: RecoveryPoint {
+                flushed: self.next_offset,
+                segment_base: active.base,
+                position: active.size,
+                max_ts: index.max_ts,
+            },
+            generation: self.flush_generation,
+        };
+        self.begun_offset = self.next_offset;
+        self.unbegun_since_ms = None;
+        Some(job)
+    }
+
+    /// Marks a run job's target durable and persists the recovery checkpoint. Stale
+    /// jobs (overtaken by a later flush or roll, or begun before a truncation) are
+    /// ignored: the flushed offset only moves forward.
+    pub fn complete_flush(&mut self, job: FlushJob) -> Result<()> {
+        if job.generation != self.flush_generation || job.point.flushed <= self.flushed_offset {
+            return Ok(());
+        }
+        // A roll since begin_flush would have moved flushed_offset past the target.
+        assert_eq!(job.point.segment_base, self.active().base);
+        assert!(job.point.flushed <= self.next_offset);
+        self.write_recovery_point(job.point)?;
+        self.flushed_offset = job.point.flushed;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// [`begin_flush`](Self::begin_flush), [`FlushJob::run`] and
+    /// [`complete_flush`](Self::complete_flush) inline.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(job) = self.begin_flush() {
+            job.run().map_err(io(&self.active().log_path))?;
+            self.complete_flush(job)?;
+        }
+        debug_assert_eq!(self.flushed_offset, self.next_offset);
+        Ok(())
+    }
+
+    /// Clean shutdown: flushes everything, closes the active segment's time index, and
+    /// writes the clean-shutdown marker so the next open scans nothing.
+    pub fn close(mut self) -> Result<()> {
+        self.ensure_writable()?;
+        self.flush()?;
+        let leo = self.next_offset;
+        let active = self.segments.last_mut().expect("at least one segment");
+        let base = active.base;
+        let size = active.size;
+        let index = active.index.get_mut().expect("active segment index is loaded");
+        if index.push_time_entry_if_grown(base) {
+            index.write_tail(&segment::NewEntries { offsets: 0, times: 1 }).map_err(io(&active.log_path))?;
+        }
+        index.sync().map_err(io(&active.log_path))?;
+        let marker: Vec<u8> = [leo.0, base.0, size as i64].iter().flat_map(|v| v.to_be_bytes()).collect();
+        checkpoint::write(&self.dir, CLEAN_SHUTDOWN_FILE, &marker)?;
+        tracing::info!(dir = %self.dir.display(), log_end_offset = %leo, "closed partition log");
+        Ok(())
+    }
+
+    /// Deletes the partition's directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+}
+
+/// Splits `buf` into its batches (headers checked, sizes within `max_message_bytes`,
+/// exactly covering the buffer). No CRC check: the caller validated the batches.
+fn frame_batches(buf: &[u8], max_message_bytes: u64) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>> {
+    if buf.is_empty() {
+        return Err(BatchError::Empty.into());
+    }
+    let mut out = Vec::new();
+    let mut pos = 0;
+    // Each iteration consumes at least a header.
+    while pos < buf.len() {
+        let h = BatchHeader::parse(&buf[pos..])?;
+        h.check()?;
+        let size = h.total_size();
+        if size as u64 > max_message_bytes {
+            return Err(StorageError::BatchTooLarge { size, max: max_message_bytes });
+        }
+        if pos + size > buf.len() {
+            return Err(BatchError::Truncated { needed: size, available: buf.len() - pos }.into());
+        }
+        out.push((pos..pos + size, h));
+        pos += size;
+    }
+    Ok(out)
+}
+
+/// Removes index files whose log file is gone (a crash while deleting a segment).
+fn remove_orphan_indexes(dir: &Path, bases: &[Offset]) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let base = parse_segment_name(name, segment::INDEX_SUFFIX)
+            .or_else(|| parse_segment_name(name, segment::TIME_INDEX_SUFFIX));
+        if base.is_some_and(|b| bases.binary_search(&b).is_err()) {
+            fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<PartitionLog>();
+    is_send::<FlushJob>();
+    fn is_static<T: 'static>() {}
+    is_static::<FlushJob>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{batches, BatchSpec};
+
+    #[test]
+    fn recovery_point_round_trips() {
+        for max_ts in [None, Some((-1, Offset(0))), Some((i64::MAX, Offset(77)))] {
+            let p = RecoveryPoint { flushed: Offset(10), segment_base: Offset(4), position: 999, max_ts };
+            assert_eq!(RecoveryPoint::decode(&p.encode()), Some(p));
+        }
+        assert_eq!(RecoveryPoint::decode(&[0u8; 7]), None);
+        let bad = RecoveryPoint { flushed: Offset(1), segment_base: Offset(4), position: 0, max_ts: None };
+        assert_eq!(RecoveryPoint::decode(&bad.encode()), None, "flushed below the segment base");
+    }
+
+    #[test]
+    fn framing_splits_batches_and_enforces_the_size_limit() {
+        let buf = batches(&[BatchSpec::records(2), BatchSpec::records(1)]);
+        let framed = frame_batches(&buf, 1 << 20).unwrap();
+        assert_eq!(framed.len(), 2);
+        assert_eq!(framed[1].0.end, buf.len());
+        assert!(matches!(frame_batches(&buf, 50), Err(StorageError::BatchTooLarge { .. })));
+        assert!(matches!(frame_batches(&buf[..buf.len() - 1], 1 << 20), Err(StorageError::InvalidBatch(_))));
+    }
+
+    #[test]
+    fn an_empty_log_opens_at_its_checkpointed_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.size_bytes()), (Offset(0), Offset(0), 0));
+        assert!(log.read(Offset(0), 100, Offset(0)).unwrap().bytes.is_empty());
+        log.close().unwrap();
+        let log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
+        assert_eq!(log.recovery_report(), &RecoveryReport { segments: 1, ..RecoveryReport::default() });
+    }
+}
