@@ -18,6 +18,8 @@ pub enum Error {
     InvalidConfig(String),
     #[error("corrupt record batch: {0}")]
     CorruptMessage(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     RecordTooLarge { size: usize, max: usize },
     #[error("offset {offset} is out of range [{start}, {end}]")]

@@ -15,6 +15,7 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         Error::InvalidConfig(_) => ResponseError::InvalidConfig,
         Error::CorruptMessage(_) => ResponseError::CorruptMessage,
+        Error::InvalidRecord(_) => ResponseError::InvalidRecord,
         Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::InvalidRequest(_) => ResponseError::InvalidRequest,
@@ -61,5 +62,6 @@ mod tests {
         assert_eq!(error_code(&Error::FencedLeaderEpoch { client: 0, current: 1 }), 74);
         assert_eq!(error_code(&Error::UnknownLeaderEpoch { client: 2, current: 1 }), 75);
         assert_eq!(error_code(&Error::UnknownTopicId("x".into())), 100);
+        assert_eq!(error_code(&Error::InvalidRecord("two batches".into())), 87);
     }
 }

@@ -35,8 +35,17 @@ pub fn max_timestamp_record(batch: &Bytes) -> Result<Option<(i64, i64)>, String>
     Ok(best)
 }
 
-/// Encodes records into one v2 batch with base offset 0.
-pub fn encode_batch(records: &[Record], compression: Compression) -> Result<Bytes, String> {
+/// Encodes records into one v2 batch with base offset 0, numbering them: offsets from
+/// 0 and, for a producer without idempotence, sequences from the batch's base sequence
+/// -1 (the codec starts a new batch wherever `offset - sequence` changes, and Kafka
+/// accepts only one batch per partition in a produce request).
+pub fn encode_batch(records: &mut [Record], compression: Compression) -> Result<Bytes, String> {
+    for (i, r) in records.iter_mut().enumerate() {
+        r.offset = i as i64;
+        if r.producer_id < 0 {
+            r.sequence = i as i32 - 1;
+        }
+    }
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|e| e.to_string())?;
@@ -66,10 +75,17 @@ mod tests {
         }
     }
 
+    /// The size of the first batch in `bytes`.
+    fn dlog_protocol_batch_len(bytes: &Bytes) -> usize {
+        12 + i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+    }
+
     #[test]
     fn timestamps_are_found_inside_a_compressed_batch() {
         let records: Vec<_> = (0..5).map(|i| record(i, 1000 + 10 * i)).collect();
-        let batch = encode_batch(&records, Compression::Lz4).unwrap();
+        let mut records = records;
+        let batch = encode_batch(&mut records, Compression::Lz4).unwrap();
+        assert_eq!(batch.len(), dlog_protocol_batch_len(&batch), "one batch");
         assert_eq!(first_record_at_or_after(&batch, 1015).unwrap(), Some((2, 1020)));
         assert_eq!(first_record_at_or_after(&batch, 5000).unwrap(), None);
         assert_eq!(max_timestamp_record(&batch).unwrap(), Some((4, 1040)));

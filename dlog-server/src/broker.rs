@@ -1,0 +1,166 @@
+//! Starting and stopping a broker: data directory, topic registry, shards, the Kafka
+//! listener and the metrics endpoint.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use dlog_core::ShardId;
+use tokio::sync::oneshot;
+
+use crate::config::BrokerConfig;
+use crate::shard::{shard_channel, spawn_shard, Shard, ShardMsg, ShardThread, Shared};
+use crate::topics::TopicRegistry;
+
+/// A running broker.
+pub struct Broker {
+    shared: Arc<Shared>,
+    threads: Vec<ShardThread>,
+    /// The Kafka listener's bound address (useful when configured with port 0).
+    pub local_addr: SocketAddr,
+    _lock: std::fs::File,
+}
+
+/// Reads the cluster id from the data directory, creating it on first start.
+fn cluster_id(config: &BrokerConfig) -> anyhow::Result<String> {
+    let path = config.data_dir.join("meta").join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    // Kafka's cluster ids are 22 characters of url-safe base64 of a UUID; any stable
+    // string works for clients.
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
+    f.write_all(id.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+impl Broker {
+    /// Opens the data directory, recovers every partition and starts serving.
+    pub fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
+        let started = std::time::Instant::now();
+        std::fs::create_dir_all(config.data_dir.join("meta"))
+            .with_context(|| format!("--data-dir {}", config.data_dir.display()))?;
+        let lock_path = config.data_dir.join("meta").join("lock");
+        let lock = std::fs::File::create(&lock_path).with_context(|| lock_path.display().to_string())?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!("--data-dir {}: another broker is using this directory", config.data_dir.display())
+        })?;
+        let cluster_id = cluster_id(&config)?;
+        let topics = TopicRegistry::load(&config.data_dir, config.topic_defaults.clone())
+            .with_context(|| format!("loading topics from {}", config.data_dir.display()))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        if config.advertise_port == 0 {
+            // Listening on port 0 (tests): advertise the port the OS chose.
+            config.advertise_port = local_addr.port();
+        }
+
+        let n = config.shards;
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut senders = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let mut shared_txs = Vec::with_capacity(n);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for i in 0..n {
+            let (tx, rx) = shard_channel();
+            let (shared_tx, shared_rx) = std::sync::mpsc::channel();
+            let core = if cores.len() >= n { Some(cores[i]) } else { None };
+            threads.push(spawn_shard(ShardId(i), shared_rx, rx, core, ready_tx.clone())?);
+            senders.push(tx);
+            shared_txs.push(shared_tx);
+        }
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            cluster_id,
+            topics: RwLock::new(topics),
+            senders,
+            watches: RwLock::new(Default::default()),
+        });
+        for tx in shared_txs {
+            tx.send(shared.clone()).map_err(|_| anyhow::anyhow!("shard thread died at start"))?;
+        }
+        for _ in 0..n {
+            ready_rx.recv().map_err(|_| anyhow::anyhow!("shard thread died at start"))??;
+        }
+
+        // The acceptor lives on shard 0 and deals connections round-robin to all shards.
+        let accept: crate::shard::Job = Box::new(move |shard| Box::pin(accept_loop(shard, listener)));
+        shared.senders[0]
+            .try_send(ShardMsg::Run(accept))
+            .map_err(|_| anyhow::anyhow!("shard 0 is not accepting work"))?;
+
+        tracing::info!(node_id = %config.node_id, listen = %local_addr,
+            advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
+            data_dir = %config.data_dir.display(), shards = n,
+            startup_ms = started.elapsed().as_millis() as u64, "broker serving");
+        Ok(Broker { shared, threads, local_addr, _lock: lock })
+    }
+
+    /// Stops serving, flushes and closes every partition, and joins the shards.
+    pub fn shutdown(self) {
+        let mut waits = Vec::new();
+        for tx in &self.shared.senders {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.blocking_send(ShardMsg::Shutdown(done_tx)).is_ok() {
+                waits.push(done_rx);
+            }
+        }
+        for w in waits {
+            let _ = w.blocking_recv();
+        }
+        for t in self.threads {
+            let _ = t.join.join();
+        }
+        tracing::info!("broker stopped cleanly");
+    }
+}
+
+async fn accept_loop(shard: std::rc::Rc<Shard>, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the Kafka listener");
+            return;
+        }
+    };
+    let n = shard.shared.senders.len();
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let target = ShardId(next % n);
+        next = next.wrapping_add(1);
+        let Ok(std_stream) = stream.into_std() else { continue };
+        let shard = shard.clone();
+        tokio::task::spawn_local(async move {
+            let served = shard
+                .run_on(target, move |s| async move {
+                    match tokio::net::TcpStream::from_std(std_stream) {
+                        Ok(stream) => {
+                            tokio::task::spawn_local(crate::conn::serve(s, stream, peer));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+                    }
+                })
+                .await;
+            if served.is_err() {
+                tracing::warn!(%peer, "shard stopped; connection dropped");
+            }
+        });
+    }
+}

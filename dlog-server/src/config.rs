@@ -1,0 +1,218 @@
+//! Broker configuration: flags beat `DLOG_*` environment variables, which beat the TOML
+//! file given by `--config`, which beats the built-in defaults. Every bad value names the
+//! flag or key it came from.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use dlog_core::{NodeId, TopicConfig};
+use serde::Deserialize;
+
+/// `dlog broker` flags. Each is optional so that the file can fill what flags and
+/// environment leave unset.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BrokerArgs {
+    /// TOML config file; flags and DLOG_* variables override its keys.
+    #[arg(long, env = "DLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This broker's id in the cluster.
+    #[arg(long, env = "DLOG_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "DLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener, HOST:PORT.
+    #[arg(long, env = "DLOG_LISTEN")]
+    pub listen: Option<String>,
+    /// Address clients are told to connect to, HOST:PORT (default: the listen address,
+    /// or this host's name when listening on 0.0.0.0).
+    #[arg(long, env = "DLOG_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Prometheus metrics listener, HOST:PORT (off when unset).
+    #[arg(long, env = "DLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Number of shards (one thread pinned per core); default: the number of cores.
+    #[arg(long, env = "DLOG_SHARDS")]
+    pub shards: Option<usize>,
+}
+
+/// The `--config` file. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<i32>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    metrics_listen: Option<String>,
+    shards: Option<usize>,
+    auto_create_topics: Option<bool>,
+    num_partitions: Option<i32>,
+    /// Broker-wide defaults of topic configs, by topic config name
+    /// (`[topic_defaults] "flush.ms" = "1000"`).
+    topic_defaults: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// The resolved broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise_host: String,
+    pub advertise_port: u16,
+    pub metrics_listen: Option<SocketAddr>,
+    pub shards: usize,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    /// Defaults of every topic config (DLog's defaults, then the file's `topic_defaults`).
+    pub topic_defaults: TopicConfig,
+    pub socket_request_max_bytes: usize,
+    pub retention_check_interval_ms: u64,
+}
+
+/// A configuration problem, naming its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigProblem(pub String);
+
+/// DLog's defaults for topic configs: Kafka's, except that the log is fsynced at least
+/// every second (Kafka never fsyncs by default and leans on replication alone).
+pub fn dlog_topic_defaults() -> TopicConfig {
+    TopicConfig { flush_ms: 1000, ..TopicConfig::default() }
+}
+
+fn parse_addr(what: &str, value: &str) -> Result<SocketAddr, ConfigProblem> {
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigProblem(format!("{what}: {value:?} is not a HOST:PORT address")))
+}
+
+fn split_host_port(what: &str, value: &str) -> Result<(String, u16), ConfigProblem> {
+    let (host, port) =
+        value.rsplit_once(':').ok_or_else(|| ConfigProblem(format!("{what}: {value:?} is not HOST:PORT")))?;
+    let port: u16 = port.parse().map_err(|_| ConfigProblem(format!("{what}: {port:?} is not a port number")))?;
+    if host.is_empty() {
+        return Err(ConfigProblem(format!("{what}: {value:?} has no host")));
+    }
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+impl BrokerConfig {
+    /// Resolves flags (already merged with env by clap) over the file over defaults.
+    pub fn resolve(args: &BrokerArgs) -> Result<BrokerConfig, ConfigProblem> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        if node_id < 0 {
+            return Err(ConfigProblem(format!("--node-id: {node_id} must not be negative")));
+        }
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let listen_s = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen = parse_addr("--listen", &listen_s)?;
+        let (advertise_host, advertise_port) = match args.advertise.clone().or(file.advertise) {
+            Some(a) => split_host_port("--advertise", &a)?,
+            None if listen.ip().is_unspecified() => (host_name(), listen.port()),
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        let metrics_listen = match args.metrics_listen.clone().or(file.metrics_listen) {
+            Some(m) => Some(parse_addr("--metrics-listen", &m)?),
+            None => None,
+        };
+        let shards = args
+            .shards
+            .or(file.shards)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        if shards == 0 || shards > 256 {
+            return Err(ConfigProblem(format!("--shards: {shards} must be between 1 and 256")));
+        }
+        let num_partitions = file.num_partitions.unwrap_or(1);
+        if !(1..=dlog_core::limits::PARTITIONS_MAX).contains(&num_partitions) {
+            return Err(ConfigProblem(format!("num_partitions: {num_partitions} is out of range")));
+        }
+        let mut topic_defaults = dlog_topic_defaults();
+        for (k, v) in file.topic_defaults.unwrap_or_default() {
+            let value = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            topic_defaults.set(&k, &value).map_err(|e| ConfigProblem(format!("topic_defaults: {e}")))?;
+        }
+        Ok(BrokerConfig {
+            node_id: NodeId(node_id),
+            data_dir,
+            listen,
+            advertise_host,
+            advertise_port,
+            metrics_listen,
+            shards,
+            auto_create_topics: file.auto_create_topics.unwrap_or(true),
+            num_partitions,
+            topic_defaults,
+            socket_request_max_bytes: dlog_core::limits::SOCKET_REQUEST_MAX_BYTES,
+            retention_check_interval_ms: 300_000,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigProblem> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigProblem(format!("--config {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigProblem(format!("--config {}: {e}", path.display())))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_is_a_working_single_node() {
+        let c = BrokerConfig::resolve(&BrokerArgs::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!((c.advertise_host.as_str(), c.advertise_port), ("127.0.0.1", 9092));
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.metrics_listen.is_none());
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dlog.toml");
+        std::fs::write(
+            &file,
+            "node_id = 7\nlisten = \"127.0.0.1:9500\"\nnum_partitions = 3\n[topic_defaults]\n\"flush.messages\" = 1\n",
+        )
+        .unwrap();
+        let args = BrokerArgs { config: Some(file), listen: Some("127.0.0.1:9600".into()), ..Default::default() };
+        let c = BrokerConfig::resolve(&args).unwrap();
+        assert_eq!(c.node_id, NodeId(7));
+        assert_eq!(c.listen.port(), 9600);
+        assert_eq!(c.num_partitions, 3);
+        assert!(c.topic_defaults.flush_every_write());
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let args = BrokerArgs { listen: Some("notanaddress".into()), ..Default::default() };
+        assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("--listen"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dlog.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let args = BrokerArgs { config: Some(file), ..Default::default() };
+        assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("listn"));
+        let args = BrokerArgs { advertise: Some("host:notaport".into()), ..Default::default() };
+        assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("--advertise"));
+    }
+}

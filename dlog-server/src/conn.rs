@@ -1,0 +1,96 @@
+//! One client connection: read frames, answer requests in order.
+//!
+//! Requests are *processed* in the order they arrive (the ordered phase of each handler
+//! runs to completion before the next request is read), which is what Kafka guarantees
+//! and what idempotent producers rely on. A handler may leave a tail that waits (a
+//! produce waiting for its fsync); those tails run concurrently, and their responses are
+//! written in request order. At most `CONNECTION_INFLIGHT_MAX` responses are pending;
+//! beyond that the connection stops reading.
+//!
+//! Garbage, an unknown API, a malformed request or an oversized frame closes this
+//! connection only.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use dlog_core::limits;
+use dlog_protocol::codec::{self, CodecError};
+use dlog_protocol::frame::split_frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::handlers::{self, Pending};
+use crate::shard::Shard;
+
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Pending>(limits::CONNECTION_INFLIGHT_MAX);
+    let writer = tokio::task::spawn_local(async move {
+        while let Some(pending) = rx.recv().await {
+            if let Some(bytes) = pending.await {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let max = shard.shared.config.socket_request_max_bytes;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    metrics::gauge!("dlog_connections").increment(1.0);
+    'conn: loop {
+        loop {
+            let frame = match split_frame(&mut buf, max) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "closing connection");
+                    break 'conn;
+                }
+            };
+            match handle_frame(&shard, frame).await {
+                Ok(pending) => {
+                    if tx.send(pending).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "closing connection");
+                    break 'conn;
+                }
+            }
+        }
+        // Keep a decent read size: after a frame is split off the buffer may have no
+        // spare capacity, and BytesMut would otherwise grow it 64 bytes at a time.
+        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(tx);
+    // Let already-accepted requests answer before the socket closes.
+    let _ = writer.await;
+    metrics::gauge!("dlog_connections").decrement(1.0);
+}
+
+async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CodecError> {
+    match codec::decode_request(frame) {
+        Ok(request) => Ok(handlers::dispatch(shard, request).await),
+        Err(CodecError::UnsupportedVersion {
+            api_key: dlog_protocol::kafka_protocol::messages::ApiKey::ApiVersions,
+            version,
+            correlation_id,
+        }) => {
+            // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the client can downgrade.
+            tracing::debug!(version, "ApiVersions version unsupported; answering v0");
+            Ok(handlers::api_versions::unsupported(correlation_id))
+        }
+        Err(e) => Err(e),
+    }
+}

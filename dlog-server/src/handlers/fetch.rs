@@ -1,0 +1,184 @@
+//! Fetch: return stored batches as they are on disk, up to the high watermark, within
+//! the request's byte limits, waiting up to `max_wait_ms` for `min_bytes` to arrive.
+//!
+//! Limits as Kafka applies them (KIP-74): the first batch of the first partition with
+//! data is returned whole even when larger than the limits, so a consumer always makes
+//! progress; after that, partitions stop at `partition_max_bytes` and the response at
+//! `max_bytes`. Fetch sessions (KIP-227) are not kept: every response says session 0,
+//! which clients read as "send full fetch requests".
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dlog_core::{limits, Error, Offset, Result, TopicPartition};
+use dlog_protocol::errors::error_code;
+use dlog_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use dlog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use futures_util::future::select_all;
+
+use crate::shard::Shard;
+
+struct Want {
+    topic: usize,
+    tp: Option<TopicPartition>,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    current_leader_epoch: i32,
+}
+
+struct Got {
+    bytes: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+    // Resolve names (v13+ sends topic ids) once.
+    let mut topics: Vec<(TopicName, uuid::Uuid, Option<Error>)> = Vec::with_capacity(request.topics.len());
+    let mut wants = Vec::new();
+    for (i, t) in request.topics.iter().enumerate() {
+        let name: Option<std::sync::Arc<str>> = if version >= 13 {
+            shard.shared.topics.read().expect("topic registry lock").name_of(dlog_core::TopicId(*t.topic_id.as_bytes()))
+        } else {
+            Some(t.topic.0.to_string().into())
+        };
+        let unknown = match (&name, version >= 13) {
+            (None, true) => Some(Error::UnknownTopicId(t.topic_id.to_string())),
+            _ => None,
+        };
+        topics.push((t.topic.clone(), t.topic_id, unknown));
+        for p in &t.partitions {
+            wants.push(Want {
+                topic: i,
+                tp: name.as_ref().map(|n| TopicPartition::new(n.clone(), p.partition)),
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: p.current_leader_epoch,
+            });
+        }
+    }
+    let max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let wait = Duration::from_millis(request.max_wait_ms.clamp(0, limits::FETCH_MAX_WAIT_MS as i32) as u64);
+    let deadline = Instant::now() + wait;
+
+    // Watches are taken, and marked seen, before each read so that data arriving
+    // between the read and the wait still wakes the wait.
+    let mut watches: Vec<_> =
+        wants.iter().filter_map(|w| w.tp.as_ref().and_then(|tp| shard.shared.watch(tp))).collect();
+    let mut results;
+    loop {
+        for w in &mut watches {
+            w.borrow_and_update();
+        }
+        results = read_all(shard, &wants, max_bytes).await;
+        let total: usize = results.iter().map(|r| r.as_ref().map_or(0, |g| g.bytes.len())).sum();
+        let any_error = results.iter().any(|r| r.is_err());
+        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+            break;
+        }
+        // Wait until some requested partition's high watermark moves, or the deadline.
+        if watches.is_empty() {
+            tokio::time::sleep_until(deadline.into()).await;
+            continue;
+        }
+        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        if let Ok((Err(_), _, _)) = tokio::time::timeout_at(deadline.into(), changed).await {
+            // The partition went away (topic deleted): nothing will wake us; wait out the deadline.
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .iter()
+        .map(|(name, id, _)| FetchableTopicResponse::default().with_topic(name.clone()).with_topic_id(*id))
+        .collect();
+    let mut sent: u64 = 0;
+    for (want, result) in wants.iter().zip(results) {
+        let result = match &topics[want.topic].2 {
+            Some(e) => Err(e.clone()),
+            None => result,
+        };
+        let data = match result {
+            Ok(g) => {
+                sent += g.bytes.len() as u64;
+                PartitionData::default()
+                    .with_partition_index(want.partition)
+                    .with_high_watermark(g.high_watermark)
+                    .with_last_stable_offset(g.high_watermark)
+                    .with_log_start_offset(g.log_start_offset)
+                    .with_preferred_read_replica((-1).into())
+                    .with_records(Some(g.bytes))
+            }
+            Err(e) => PartitionData::default()
+                .with_partition_index(want.partition)
+                .with_error_code(error_code(&e))
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica((-1).into())
+                .with_records(Some(Bytes::new())),
+        };
+        responses[want.topic].partitions.push(data);
+    }
+    metrics::counter!("dlog_fetch_bytes_total").increment(sent);
+    FetchResponse::default().with_responses(responses).with_session_id(0)
+}
+
+/// Reads every wanted partition in request order, sharing the response byte budget.
+async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Result<Got>> {
+    let mut out = Vec::with_capacity(wants.len());
+    let mut total = 0usize;
+    for w in wants {
+        let Some(tp) = w.tp.clone() else {
+            out.push(Err(Error::UnknownTopicOrPartition(format!("topic of partition {}", w.partition))));
+            continue;
+        };
+        let remaining = max_bytes.saturating_sub(total);
+        let limit = w.partition_max_bytes.min(remaining);
+        let first = total == 0;
+        if limit == 0 && !first {
+            out.push(empty_read(shard, &tp, w).await);
+            continue;
+        }
+        let fetch_offset = w.fetch_offset;
+        let epoch = w.current_leader_epoch;
+        let result = shard
+            .with_partition(tp, move |p| {
+                let p = p.borrow();
+                p.check_epoch(epoch)?;
+                let hw = p.high_watermark();
+                let read = p.log.read(Offset(fetch_offset), limit.max(1), hw)?;
+                Ok(Got { bytes: read.bytes, high_watermark: hw.0, log_start_offset: read.log_start_offset.0 })
+            })
+            .await;
+        let result = match result {
+            // KIP-74: only the first data in the response may exceed the limits.
+            Ok(g) if !first && g.bytes.len() > limit => Ok(Got { bytes: Bytes::new(), ..g }),
+            other => other,
+        };
+        if let Ok(g) = &result {
+            total += g.bytes.len();
+        }
+        out.push(result);
+    }
+    out
+}
+
+async fn empty_read(shard: &Rc<Shard>, tp: &TopicPartition, w: &Want) -> Result<Got> {
+    let epoch = w.current_leader_epoch;
+    shard
+        .with_partition(tp.clone(), move |p| {
+            let p = p.borrow();
+            p.check_epoch(epoch)?;
+            Ok(Got {
+                bytes: Bytes::new(),
+                high_watermark: p.high_watermark().0,
+                log_start_offset: p.log.log_start_offset().0,
+            })
+        })
+        .await
+}

@@ -1,0 +1,168 @@
+//! Produce: validate each partition's batches by header and CRC (records are never
+//! decoded), append them on the owning shard, and answer per `acks`: 0 never, 1 and -1
+//! once appended (with one replica the high watermark is the log end) — and, for topics
+//! that fsync every write, only once the batches are durable.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dlog_core::{Error, Result, TopicPartition};
+use dlog_protocol::errors::{error_code, ResponseError};
+use dlog_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use dlog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use dlog_storage::batch::validate_batches;
+
+use super::{topic_admin, wire, Reply};
+use crate::partition::{DurableReceiver, Partition};
+use crate::shard::Shard;
+
+struct Appended {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+    durable: Option<DurableReceiver>,
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -> Reply {
+    let acks = request.acks;
+    if !matches!(acks, -1..=1) {
+        let body = error_response(&request, ResponseError::InvalidRequiredAcks.code(), "acks must be -1, 0 or 1");
+        return Reply::now(ResponseKind::Produce(body));
+    }
+    if request.transactional_id.is_some() {
+        let body = error_response(
+            &request,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            "transactions are not supported yet",
+        );
+        return Reply::now(ResponseKind::Produce(body));
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
+    let mut results = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let outcome = append_partition(shard, &name, p.index, p.records).await;
+            metrics::counter!("dlog_produce_partitions_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
+                .increment(1);
+            partitions.push((p.index, outcome));
+        }
+        results.push((topic.name, partitions));
+    }
+    if acks == 0 {
+        return Reply::Nothing;
+    }
+    Reply::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(results.len());
+        for (name, partitions) in results {
+            let mut out = Vec::with_capacity(partitions.len());
+            for (index, outcome) in partitions {
+                let outcome = match outcome {
+                    Ok(mut a) => match a.durable.take() {
+                        None => Ok(a),
+                        Some(rx) => match tokio::time::timeout(timeout, rx).await {
+                            Ok(Ok(Ok(()))) => Ok(a),
+                            Ok(Ok(Err(e))) => Err(e),
+                            Ok(Err(_)) => Err(Error::ShuttingDown),
+                            Err(_) => Err(Error::Timeout("fsync did not complete within the request timeout".into())),
+                        },
+                    },
+                    Err(e) => Err(e),
+                };
+                out.push(partition_response(index, outcome));
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
+        }
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }))
+}
+
+async fn append_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    records: Option<bytes::Bytes>,
+) -> Result<Appended> {
+    let meta = topic_admin::get_or_auto_create(shard, topic, true).await?;
+    if partition < 0 || partition >= meta.partitions {
+        return Err(Error::UnknownTopicOrPartition(format!("{topic}-{partition}")));
+    }
+    let records = records.filter(|r| !r.is_empty()).ok_or_else(|| Error::CorruptMessage("no record batches".into()))?;
+    let batches = validate_batches(&records).map_err(|e| Error::CorruptMessage(e.to_string()))?;
+    if batches.len() != 1 {
+        // As Kafka: a v3+ produce carries exactly one batch per partition.
+        return Err(Error::InvalidRecord(format!(
+            "produce requests must carry exactly one record batch per partition, got {}",
+            batches.len()
+        )));
+    }
+    let max = meta.config.max_message_bytes as usize;
+    for (range, _) in &batches {
+        if range.len() > max {
+            return Err(Error::RecordTooLarge { size: range.len(), max });
+        }
+    }
+    if batches.iter().any(|(_, h)| h.producer_id >= 0 || h.is_transactional()) {
+        // Idempotent and transactional producers need InitProducerId first, which this
+        // broker does not grant yet; a batch claiming a producer id is not ours.
+        return Err(Error::InvalidRequest("idempotent and transactional batches are not supported yet".into()));
+    }
+    // The log rewrites base offsets and epochs in place: one copy out of the request frame.
+    let mut bytes = BytesMut::from(&records[..]);
+    let tp = TopicPartition::new(meta.name.clone(), partition);
+    metrics::counter!("dlog_produce_bytes_total").increment(bytes.len() as u64);
+    shard
+        .with_partition(tp, move |p| {
+            let (info, durable) = Partition::append(p, &mut bytes, crate::now_ms())?;
+            Ok(Appended {
+                base_offset: info.first_offset.0,
+                log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
+                log_start_offset: info.log_start_offset.0,
+                durable,
+            })
+        })
+        .await
+}
+
+fn partition_response(index: i32, outcome: Result<Appended>) -> PartitionProduceResponse {
+    match outcome {
+        Ok(a) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(a.base_offset)
+            .with_log_append_time_ms(a.log_append_time_ms)
+            .with_log_start_offset(a.log_start_offset),
+        Err(e) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(error_code(&e))
+            .with_error_message(Some(wire(&e.to_string())))
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1),
+    }
+}
+
+fn error_response(request: &ProduceRequest, code: i16, message: &str) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(code)
+                        .with_error_message(Some(wire(message)))
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

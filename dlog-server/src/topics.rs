@@ -1,0 +1,237 @@
+//! The single node's topic registry: names, ids, partition counts and config overrides,
+//! persisted one TOML file per topic under `<data-dir>/meta/topics/`. The cluster issue
+//! moves this behind the `MetadataStore`; until then this is the source of truth.
+//!
+//! Architecture invariant: a topic's file is written (atomically, fsynced) before any
+//! of its partitions is opened, and deleted after its partitions are closed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dlog_core::{limits, Error, Result, TopicConfig, TopicId};
+use serde::{Deserialize, Serialize};
+
+/// One topic as the registry knows it.
+#[derive(Debug, Clone)]
+pub struct TopicMeta {
+    pub name: Arc<str>,
+    pub id: TopicId,
+    pub partitions: i32,
+    /// The configs set on this topic (Kafka's "topic config overrides").
+    pub overrides: BTreeMap<String, String>,
+    /// The broker defaults with `overrides` applied.
+    pub config: TopicConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicFile {
+    id: String,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+/// All topics of this node.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    dir: PathBuf,
+    defaults: TopicConfig,
+    topics: BTreeMap<Arc<str>, TopicMeta>,
+    by_id: HashMap<TopicId, Arc<str>>,
+}
+
+/// Checks a topic name the way Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
+/// not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let invalid = |reason: &str| Err(Error::InvalidTopic { name: name.to_string(), reason: reason.to_string() });
+    if name.is_empty() {
+        return invalid("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("topic name cannot be \".\" or \"..\"");
+    }
+    if name.len() > limits::TOPIC_NAME_MAX_LEN {
+        return invalid("topic name is longer than 249 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return invalid("topic names may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+impl TopicRegistry {
+    /// Loads every topic file under `<data_dir>/meta/topics`.
+    pub fn load(data_dir: &Path, defaults: TopicConfig) -> anyhow::Result<TopicRegistry> {
+        let dir = data_dir.join("meta").join("topics");
+        std::fs::create_dir_all(&dir)?;
+        let mut registry = TopicRegistry { dir, defaults, topics: BTreeMap::new(), by_id: HashMap::new() };
+        for entry in std::fs::read_dir(&registry.dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else {
+                continue; // temporary files of an interrupted write
+            };
+            let text = std::fs::read_to_string(&path)?;
+            let file: TopicFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let id = TopicId::from_hex(&file.id)
+                .ok_or_else(|| anyhow::anyhow!("{}: bad topic id {:?}", path.display(), file.id))?;
+            let config = registry
+                .defaults
+                .with_overrides(&file.configs)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let name: Arc<str> = name.into();
+            registry.by_id.insert(id, name.clone());
+            registry.topics.insert(
+                name.clone(),
+                TopicMeta { name, id, partitions: file.partitions, overrides: file.configs, config },
+            );
+        }
+        Ok(registry)
+    }
+
+    pub fn defaults(&self) -> &TopicConfig {
+        &self.defaults
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn name_of(&self, id: TopicId) -> Option<Arc<str>> {
+        self.by_id.get(&id).cloned()
+    }
+
+    pub fn list(&self) -> impl Iterator<Item = &TopicMeta> {
+        self.topics.values()
+    }
+
+    /// Validates a new topic without creating it.
+    pub fn check_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(Error::TopicAlreadyExists(name.to_string()));
+        }
+        if !(1..=limits::PARTITIONS_MAX).contains(&partitions) {
+            return Err(Error::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {}, got {partitions}",
+                limits::PARTITIONS_MAX
+            )));
+        }
+        Ok(self.defaults.with_overrides(overrides)?)
+    }
+
+    /// Creates and persists a topic.
+    pub fn create(&mut self, name: &str, partitions: i32, overrides: BTreeMap<String, String>) -> Result<TopicMeta> {
+        let config = self.check_create(name, partitions, &overrides)?;
+        let id = TopicId(*uuid::Uuid::new_v4().as_bytes());
+        let meta = TopicMeta { name: name.into(), id, partitions, overrides, config };
+        self.persist(&meta)?;
+        self.by_id.insert(id, meta.name.clone());
+        self.topics.insert(meta.name.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Grows a topic to `partitions`.
+    pub fn set_partitions(&mut self, name: &str, partitions: i32, validate_only: bool) -> Result<TopicMeta> {
+        let mut meta = self.get(name).cloned().ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        if partitions <= meta.partitions {
+            return Err(Error::InvalidPartitions(format!(
+                "topic currently has {} partitions, which is higher than or equal to the requested {partitions}",
+                meta.partitions
+            )));
+        }
+        if partitions > limits::PARTITIONS_MAX {
+            return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
+        }
+        meta.partitions = partitions;
+        if !validate_only {
+            self.persist(&meta)?;
+            self.topics.insert(meta.name.clone(), meta.clone());
+        }
+        Ok(meta)
+    }
+
+    /// Replaces a topic's overrides.
+    pub fn set_overrides(
+        &mut self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta> {
+        let mut meta = self.get(name).cloned().ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        meta.config = self.defaults.with_overrides(&overrides)?;
+        meta.overrides = overrides;
+        if !validate_only {
+            self.persist(&meta)?;
+            self.topics.insert(meta.name.clone(), meta.clone());
+        }
+        Ok(meta)
+    }
+
+    /// Removes a topic from the registry (its partitions are deleted by their shards).
+    pub fn delete(&mut self, name: &str) -> Result<TopicMeta> {
+        let meta = self.topics.remove(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        self.by_id.remove(&meta.id);
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::remove_file(&path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+        sync_dir(&self.dir)?;
+        Ok(meta)
+    }
+
+    fn persist(&self, meta: &TopicMeta) -> Result<()> {
+        let file = TopicFile { id: meta.id.to_hex(), partitions: meta.partitions, configs: meta.overrides.clone() };
+        let text = toml::to_string(&file).map_err(|e| Error::Storage(e.to_string()))?;
+        let path = self.dir.join(format!("{}.toml", meta.name));
+        let tmp = self.dir.join(format!(".{}.tmp", meta.name));
+        let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        let t = r.create("orders", 3, o).unwrap();
+        r.set_partitions("orders", 5, false).unwrap();
+        let r2 = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        let t2 = r2.get("orders").unwrap();
+        assert_eq!((t2.id, t2.partitions, t2.config.retention_ms), (t.id, 5, 1000));
+        assert_eq!(r2.name_of(t.id).as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn bad_topics_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        assert!(matches!(r.create("bad/name", 1, BTreeMap::new()), Err(Error::InvalidTopic { .. })));
+        assert!(matches!(r.create("..", 1, BTreeMap::new()), Err(Error::InvalidTopic { .. })));
+        assert!(matches!(r.create("t", 0, BTreeMap::new()), Err(Error::InvalidPartitions(_))));
+        r.create("t", 1, BTreeMap::new()).unwrap();
+        assert!(matches!(r.create("t", 1, BTreeMap::new()), Err(Error::TopicAlreadyExists(_))));
+        assert!(matches!(r.set_partitions("t", 1, false), Err(Error::InvalidPartitions(_))));
+        let mut bad = BTreeMap::new();
+        bad.insert("nope".to_string(), "1".to_string());
+        assert!(matches!(r.create("u", 1, bad), Err(Error::InvalidConfig(_))));
+    }
+}
