@@ -8,6 +8,8 @@
 #   DLOG_CACHE_DIR        cache root (default ~/.cache/dlog): Python venv, Apache Kafka
 #   CARGO_TARGET_DIR      honoured when locating the dlog binary
 #   DLOG_TEST_TARGET      dlog (default) or kafka: which broker the compat suite targets
+#   DLOG_TEST_KAFKA_REFERENCE  =1 also runs the compat suite against Apache Kafka (the
+#                         reference; needs java + mvn, see scripts/kafka.sh)
 #   DLOG_SKIP_CARGO_TEST  =1 skips `cargo test --workspace`
 #   DLOG_SKIP_COMPAT      =1 skips the pytest compatibility suite
 #   DLOG_PYTHON           interpreter used to create the venv (default python3)
@@ -59,8 +61,10 @@ summary() {
     done < <(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' \
                "$LOG_DIR/cargo-test.log")
   fi
-  if [[ -f "$LOG_DIR/pytest.xml" ]]; then
-    read -r p f i < <("$VENV/bin/python" - "$LOG_DIR/pytest.xml" <<'PY'
+  local xml
+  for xml in "$LOG_DIR/pytest.xml" "$LOG_DIR/pytest-kafka.xml"; do
+    [[ -f "$xml" ]] || continue
+    read -r p f i < <("$VENV/bin/python" - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
@@ -71,7 +75,7 @@ print(t - f - sk, f, sk)
 PY
     ) || true
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${i:-0}))
-  fi
+  done
   if ((FAILED)); then echo "RESULT: FAILED"; else echo "RESULT: OK"; fi
   echo "total: ${passed} passed, ${failed} failed, ${skipped} skipped"
 }
@@ -130,12 +134,13 @@ else
   run_stage "cargo test" "$LOG_DIR/cargo-test.log" cargo test --workspace
 fi
 
-run_compat() {
+run_compat() { # target junit-file
   export DLOG_BIN="$DLOG_BIN_PATH"
   export DLOG_CACHE_DIR="$CACHE_DIR"
-  echo "target: ${DLOG_TEST_TARGET:-dlog}, DLOG_BIN=$DLOG_BIN"
+  export DLOG_TEST_TARGET="$1"
+  echo "target: $DLOG_TEST_TARGET, DLOG_BIN=$DLOG_BIN"
   "$VENV/bin/python" -m pytest tests/compat -p no:cacheprovider \
-    --junitxml="$LOG_DIR/pytest.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}
+    --junitxml="$2" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}
   local rc=$?
   case $rc in
     0) return 0 ;;
@@ -144,14 +149,20 @@ run_compat() {
   esac
 }
 
+MAIN_TARGET="${DLOG_TEST_TARGET:-dlog}"
 if [[ "${DLOG_SKIP_COMPAT:-0}" == 1 ]]; then
   record "compat (pytest)" skipped 0 "DLOG_SKIP_COMPAT=1"
 elif ((VENV_OK != 0)); then
   record "compat (pytest)" FAILED 0 "no Python environment"
-elif ((BUILD_OK == 0)) && [[ "${DLOG_TEST_TARGET:-dlog}" == dlog ]]; then
+elif ((BUILD_OK == 0)) && [[ "$MAIN_TARGET" == dlog ]]; then
   record "compat (pytest)" FAILED 0 "dlog binary did not build"
 else
-  run_stage "compat (pytest)" "" run_compat
+  run_stage "compat ($MAIN_TARGET)" "" run_compat "$MAIN_TARGET" "$LOG_DIR/pytest.xml"
+fi
+
+if [[ "${DLOG_TEST_KAFKA_REFERENCE:-0}" == 1 && "$MAIN_TARGET" != kafka && "${DLOG_SKIP_COMPAT:-0}" != 1 ]] \
+   && ((VENV_OK == 0)); then
+  run_stage "compat (kafka ref)" "" run_compat kafka "$LOG_DIR/pytest-kafka.xml"
 fi
 
 summary

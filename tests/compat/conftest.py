@@ -15,6 +15,7 @@ Markers:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -308,7 +309,35 @@ def dlog_bin() -> Path:
 
 # --- hooks -----------------------------------------------------------------------------------
 
+class _DedupFilter(logging.Filter):
+    """Client libraries repeat the same error per batch; keep the first few of each."""
+
+    def __init__(self, limit: int = 3):
+        super().__init__()
+        self.limit = limit
+        self.seen: dict[str, int] = {}
+
+    def filter(self, record):
+        key = f"{record.name}:{record.levelno}:{record.getMessage()[:200]}"
+        n = self.seen.get(key, 0) + 1
+        self.seen[key] = n
+        return n <= self.limit
+
+
+_LOG_FILTER = _DedupFilter()
+
+
+def pytest_runtest_setup(item):
+    _LOG_FILTER.seen.clear()
+
+
 def pytest_configure(config):
+    # filters do not apply to records propagated from child loggers: attach to each
+    for name in ("kafka", "kafka.producer.sender", "kafka.producer.transaction_manager",
+                 "kafka.producer.kafka", "kafka.conn", "kafka.client_async", "kafka.net",
+                 "kafka.consumer.fetcher", "kafka.consumer.group", "kafka.coordinator",
+                 "kafka.admin.client", "kafka.cluster"):
+        logging.getLogger(name).addFilter(_LOG_FILTER)
     config.addinivalue_line("markers", "dlog_only: needs a DLog-specific feature; skipped against Kafka")
     config.addinivalue_line("markers", "needs_cli: runs the dlog CLI binary")
 

@@ -133,8 +133,15 @@ def norm_headers(h) -> list:
 def ck_produce(bootstrap: str, topic: str, recs: list[Rec], compression: str = "none",
                timeout: float = 60.0, partition: int | None = None, **conf) -> list[tuple[int, int]]:
     """Produce with confluent-kafka (acks=all). Returns (partition, offset) per record."""
+    fatal: list = []
+
+    def on_error(err):
+        if err.fatal():
+            fatal.append(err)
+
     p = Producer(ck_conf(bootstrap, **{"acks": "all", "compression.type": compression,
-                                      "linger.ms": 5, "enable.idempotence": False, **conf}))
+                                      "linger.ms": 5, "enable.idempotence": False,
+                                      "error_cb": on_error, **conf}))
     acks: list = [None] * len(recs)
     errors: list = []
 
@@ -163,7 +170,13 @@ def ck_produce(bootstrap: str, topic: str, recs: list[Rec], compression: str = "
                 p.poll(0.05)
                 dl.check()
         p.poll(0)
-    remaining = p.flush(max(1.0, dl.end - time.monotonic()))
+        assert not fatal, f"fatal producer error: {fatal[0].str()}"
+    try:
+        remaining = p.flush(max(1.0, dl.end - time.monotonic()))
+    except (SystemError, KafkaException) as e:  # a fatal error surfaces from inside callbacks
+        cause = fatal[0].str() if fatal else repr(e.__context__ or e)
+        raise AssertionError(f"producer failed: {cause}") from None
+    assert not fatal, f"fatal producer error: {fatal[0].str()}"
     assert remaining == 0, f"{remaining} records still unacknowledged after {timeout}s"
     assert not errors, f"{len(errors)} produce errors, first: {errors[:3]}"
     assert all(a is not None for a in acks)

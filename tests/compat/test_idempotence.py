@@ -51,26 +51,55 @@ class Raw:
             buf += c
         return buf
 
-    def call(self, api_key, version, body: bytes) -> bytes:
-        """Non-flexible request (header v1); returns the response body after the correlation id."""
+    def call(self, api_key, version, body: bytes, flexible: bool = False) -> bytes:
+        """Returns the response body after the response header. Non-flexible requests use
+        header v1, flexible ones header v2 (and the response header carries tagged fields)."""
         self.corr += 1
         client = b"compat-raw"
         hdr = struct.pack(">hhih", api_key, version, self.corr, len(client)) + client
+        if flexible:
+            hdr += b"\x00"  # no tagged fields
         msg = hdr + body
         self.s.sendall(struct.pack(">i", len(msg)) + msg)
         (size,) = struct.unpack(">i", self._recv(4))
         resp = self._recv(size)
         (corr,) = struct.unpack(">i", resp[:4])
         assert corr == self.corr
+        if flexible and api_key != 18:
+            assert resp[4] == 0, "unexpected tagged fields in response header"
+            return resp[5:]
         return resp[4:]
 
+    def api_versions(self) -> dict:
+        r = self.call(18, 0, b"")
+        err, n = struct.unpack(">hi", r[:6])
+        assert err == 0
+        out = {}
+        for i in range(n):
+            k, lo, hi = struct.unpack(">hhh", r[6 + 6 * i: 12 + 6 * i])
+            out[k] = (lo, hi)
+        return out
+
     def init_producer_id(self):
-        body = struct.pack(">hi", -1, 60000)  # transactional_id=null, timeout
-        r = self.call(22, 0, body)
+        versions = self.api_versions()
+        assert 22 in versions, "broker does not advertise InitProducerId (api key 22) in ApiVersions"
+        lo, hi = versions[22]
+        v = min(hi, 4)
+        assert v >= lo, f"InitProducerId versions {lo}..{hi}: none this test speaks (0..4)"
+        if v <= 1:
+            body = struct.pack(">hi", -1, 60000)  # transactional_id=null, timeout
+        else:  # flexible: compact nullable string (0 = null), timeout, [v3+ pid, epoch], tags
+            body = b"\x00" + struct.pack(">i", 60000)
+            if v >= 3:
+                body += struct.pack(">qh", -1, -1)
+            body += b"\x00"
+        r = self.call(22, v, body, flexible=v >= 2)
         _throttle, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         return err, pid, epoch
 
     def produce(self, topic: str, partition: int, batch: bytes):
+        lo, hi = self.api_versions()[0]
+        assert lo <= 3 <= hi, f"Produce v3 not supported (broker: {lo}..{hi})"
         t = topic.encode()
         body = (struct.pack(">hhi", -1, -1, 30000)  # transactional_id null, acks=all, timeout
                 + struct.pack(">ih", 1, len(t)) + t
