@@ -304,3 +304,24 @@ def test_kp_admin_errors(broker, kp_admin, topic_name):
                           raise_errors=False)
     codes = {t["name"]: t["error_code"] for t in res["topics"]}
     assert codes == {topic_name: 36, topic_name + "-2": 0}
+
+
+def test_ck_legacy_alter_configs_replaces_overrides(broker, topic_name):
+    """AlterConfigs (the non-incremental API) replaces the topic's whole override set: keys
+    not in the request go back to their defaults."""
+    import warnings
+    admin = ck_admin(broker)
+    create_topic(broker, topic_name, 1, {"segment.bytes": "4194304", "retention.ms": "3600000"})
+    r = ConfigResource(ResourceType.TOPIC, topic_name, set_config={"retention.ms": "7200000"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fut = admin.alter_configs([r], request_timeout=T)[r]
+    assert fut.result(timeout=T) is None
+
+    def applied():
+        c = ck_describe(admin, topic_name)
+        return (c["retention.ms"].value == "7200000"
+                and c["segment.bytes"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value and c)
+    cfg = wait_until(applied, T, "AlterConfigs result visible")
+    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["segment.bytes"].value != "4194304"
