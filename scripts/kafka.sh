@@ -67,9 +67,9 @@ install_kafka() {
 POM
   rm -rf "$KAFKA_HOME.tmp"
   mkdir -p "$KAFKA_HOME.tmp/lib"
-  (cd "$work" && mvn -q -B dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME.tmp/lib") \
-    || { rm -rf "$work" "$KAFKA_HOME.tmp"; die "mvn dependency:copy-dependencies failed"; }
+  (cd "$work" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME.tmp/lib") >"$work/mvn.log" 2>&1 \
+    || { cat "$work/mvn.log" >&2; rm -rf "$work" "$KAFKA_HOME.tmp"; die "mvn dependency:copy-dependencies failed"; }
   rm -rf "$work"
   ls "$KAFKA_HOME.tmp/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null \
     || die "kafka_2.13-$KAFKA_VERSION.jar missing after download"
