@@ -7,6 +7,7 @@ usage: report.py OUT_DIR REPRO RECORDS RECORD_BYTES PARTITIONS ACKS LAT_RATE LAT
 import json
 import math
 import os
+import re
 import sys
 
 BEGIN = "<!-- results:begin (written by benches/run.sh) -->"
@@ -25,13 +26,17 @@ def facts(out, name):
     return d
 
 
-def load(out, target, run):
-    path = os.path.join(out, f"{target}.{run}.json")
-    try:
-        with open(path) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
+def load(out, target, run, repeat):
+    """The JSON reports of runs `run.1` .. `run.N` that produced one."""
+    found = []
+    for i in range(1, repeat + 1):
+        path = os.path.join(out, f"{target}.{run}.{i}.json")
+        try:
+            with open(path) as f:
+                found.append(json.loads(f.read().strip().splitlines()[-1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
 
 
 def num(x):
@@ -61,21 +66,34 @@ def get(d, *path):
 
 
 def main():
-    out, repro, records, rbytes, parts, acks, lat_rate, lat_secs, warmup, heap = sys.argv[1:11]
-    doc = sys.argv[11] if len(sys.argv) > 11 else ""
+    out, repro, records, rbytes, parts, acks, lat_rate, lat_secs, warmup, heap, repeat = sys.argv[1:12]
+    repeat = int(repeat)
+    doc = sys.argv[12] if len(sys.argv) > 12 else ""
     m = facts(out, "machine")
     b = facts(out, "build")
     f = {t: facts(out, t) for t in ("dlog", "kafka")}
-    thr = {t: load(out, t, "throughput") for t in f}
-    lat = {t: load(out, t, "latency") for t in f}
+    thr = {t: load(out, t, "throughput", repeat) for t in f}
+    lat = {t: load(out, t, "latency", repeat) for t in f}
+    spreads = {}
+
+    def median(t, what, runs, *path):
+        vals = sorted(v for v in (num(get(r, *path)) for r in runs) if v is not None)
+        if not vals:
+            return None
+        n = len(vals)
+        mid = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+        spreads[(t, what)] = (vals[0], vals[-1], n)
+        return mid
 
     def metric(t, what):
         if what == "produce":
-            return num(get(thr[t], "produce", "mib_per_sec"))
+            return median(t, what, thr[t], "produce", "mib_per_sec")
         if what == "produce_rps":
-            return num(get(thr[t], "produce", "records_per_sec"))
+            return median(t, what, thr[t], "produce", "records_per_sec")
         if what == "consume":
-            return num(get(thr[t], "consume", "mib_per_sec"))
+            return median(t, what, thr[t], "consume", "mib_per_sec")
+        if what == "ready":
+            return median(t, what, thr[t] + lat[t], "produce", "topic_ready_ms")
         if what == "start":
             return num(f[t].get("start_ms"))
         if what == "idle":
@@ -87,7 +105,7 @@ def main():
         if what.startswith("lat"):  # lat:<run>:<quantile>
             _, run, q = what.split(":")
             src = thr if run == "thr" else lat
-            return num(get(src[t], "produce", "latency_ms", q))
+            return median(t, what, src[t], "produce", "latency_ms", q)
         raise KeyError(what)
 
     d_p, k_p = metric("dlog", "produce"), metric("kafka", "produce")
@@ -97,44 +115,50 @@ def main():
     def status(ok):
         return "n/a" if ok is None else ("met" if ok else "NOT met")
 
-    produce_ok = None
-    if d_p is not None:
-        produce_ok = d_p >= 150 and (k_p is not None and d_p >= 1.5 * k_p)
-    rows = [
-        ("produce MiB/s", d_p, k_p, ratio(d_p, k_p), f">= 150 and >= 1.5x Kafka: {status(produce_ok)}"),
-        ("produce records/s", metric("dlog", "produce_rps"), metric("kafka", "produce_rps"),
-         ratio(metric("dlog", "produce_rps"), metric("kafka", "produce_rps")), ""),
-        ("consume MiB/s", d_c, k_c, ratio(d_c, k_c),
-         f">= 1.5x Kafka: {status(None if d_c is None or k_c is None else d_c >= 1.5 * k_c)}"),
+    abs_ok = None if d_p is None else d_p >= 150
+    rel_ok = None if d_p is None or k_p is None else d_p >= 1.5 * k_p
+    c_ok = None if d_c is None or k_c is None else d_c >= 1.5 * k_c
+    k_s = metric("kafka", "start")
+    rows = [  # (name, metric key, digits, target)
+        ("produce MiB/s", "produce", 1, f">= 150: {status(abs_ok)}; >= 1.5x Kafka: {status(rel_ok)}"),
+        ("produce records/s", "produce_rps", 0, ""),
+        ("consume MiB/s", "consume", 1, f">= 1.5x Kafka: {status(c_ok)}"),
     ]
-    lat_rows = []
     for q, label in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
         if int(lat_rate) > 0:
-            d, k = metric("dlog", f"lat:lat:{q}"), metric("kafka", f"lat:lat:{q}")
-            lat_rows.append((f"ack latency {label} ms @ {int(lat_rate):,} rec/s", d, k, ratio(d, k), "lower is better"))
+            rows.append((f"ack latency {label} ms @ {int(lat_rate):,} rec/s", f"lat:lat:{q}", 2, "lower is better"))
     for q, label in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
-        d, k = metric("dlog", f"lat:thr:{q}"), metric("kafka", f"lat:thr:{q}")
-        lat_rows.append((f"ack latency {label} ms, saturated", d, k, ratio(d, k), "lower is better; queueing-bound"))
-    tail_rows = [
-        ("start -> accepting connections ms", d_s, metric("kafka", "start"), ratio(d_s, metric("kafka", "start")),
-         f"DLog < 100 ms: {status(None if d_s is None else d_s < 100)}"),
-        ("idle RSS MiB", d_i, metric("kafka", "idle"), ratio(d_i, metric("kafka", "idle")),
-         f"DLog < 30 MiB: {status(None if d_i is None else d_i < 30)}"),
-        ("peak RSS MiB (after the load)", metric("dlog", "peak"), metric("kafka", "peak"),
-         ratio(metric("dlog", "peak"), metric("kafka", "peak")), ""),
+        rows.append((f"ack latency {label} ms, saturated", f"lat:thr:{q}", 2, "lower is better; queueing-bound"))
+    rows += [
+        ("start -> accepting connections ms", "start", 0,
+         f"DLog < 100 ms: {status(None if d_s is None else d_s < 100)}"
+         + (" (Kafka: scripts/kafka.sh start)" if k_s is not None else "")),
+        ("new topic acks promptly after ms (probe)", "ready", 0, "excluded from the figures above"),
+        ("idle RSS MiB", "idle", 1, f"DLog < 30 MiB: {status(None if d_i is None else d_i < 30)}"),
+        ("peak RSS MiB (after the load)", "peak", 1, ""),
     ]
+
+    def cell(t, key, digits):
+        v = metric(t, key)
+        lo_hi = spreads.get((t, key))
+        if v is not None and lo_hi and lo_hi[2] > 1:
+            return f"{fmt(v, digits)} ({fmt(lo_hi[0], digits)}–{fmt(lo_hi[1], digits)})"
+        return fmt(v, digits)
+
     table = ["| metric | DLog | Kafka | DLog/Kafka | target (reported, not asserted) |",
              "| --- | ---: | ---: | ---: | --- |"]
-    for name, d, k, r, target in rows + lat_rows + tail_rows:
-        digits = 2 if "latency" in name else (0 if "records/s" in name or "start" in name else 1)
-        table.append(f"| {name} | {fmt(d, digits)} | {fmt(k, digits)} | {r} | {target} |")
+    for name, key, digits, target in rows:
+        d, k = metric("dlog", key), metric("kafka", key)
+        table.append(f"| {name} | {cell('dlog', key, digits)} | {cell('kafka', key, digits)} | {ratio(d, k)} | {target} |")
 
     notes = []
     for t, name in (("dlog", "DLog"), ("kafka", "Kafka")):
         for k, v in sorted(f[t].items()):
             if k == "failed" or k.endswith("_failed") or k in ("crashed", "stop"):
                 notes.append(f"- {name}: {k}: {v}")
-        for run, data in (("throughput", thr[t]), ("latency", lat[t])):
+        runs = [(f"throughput {i + 1}", r) for i, r in enumerate(thr[t])]
+        runs += [(f"latency {i + 1}", r) for i, r in enumerate(lat[t])]
+        for run, data in runs:
             p = get(data, "produce")
             if p and (p.get("delivery_errors") or p.get("records_acked") != p.get("records_sent")):
                 notes.append(f"- {name} {run}: {p['records_acked']} of {p['records_sent']} records acked, "
@@ -147,10 +171,18 @@ def main():
         with open(warn_path) as wf:
             w = [line.strip() for line in wf if line.strip()]
         if w:
-            notes.append(f"- DLog log, last warning: `{w[-1][:200]}`")
+            notes.append(f"- DLog logged {len(w)} WARN/ERROR line(s); first: `{w[0][:300]}`")
+            if len(w) > 1:
+                notes.append(f"  last: `{w[-1][:300]}`")
+    # No paths of this machine in the report: keep only the last component.
+    notes = [re.sub(r"(?:/[\w.+-]+)+/", ".../", n) for n in notes]
 
     kafka_ver = f["kafka"].get("version", "n/a")
     builds = ", ".join(f"{k.removesuffix('_secs')} {v} s" for k, v in b.items() if k.endswith("_secs"))
+    warm_text = ""
+    if int(warmup) > 0:
+        warm_text = f"Each broker is first warmed up (unmeasured) with a {int(warmup):,}-record produce+consume"
+        warm_text += " and a 5 s run at the latency run's rate. " if int(lat_rate) > 0 else ". "
     lines = [
         f"Run of {m.get('date', '?')} at commit {m.get('commit', '?')}.",
         "",
@@ -160,9 +192,10 @@ def main():
         "",
         f"Workload: {int(records):,} records of {int(rbytes):,} B values, no keys, {parts} partitions (RF 1), "
         f"acks={acks}, compression none, linger.ms 5, batch.size 1,000,000; produced round-robin, then read back "
-        f"from the beginning of every partition. A {int(warmup):,}-record produce+consume warm-up precedes it on each "
-        f"broker. Latency run: {int(lat_rate):,} records/s for {lat_secs} s. "
-        f"Apache Kafka {kafka_ver} single-node KRaft, heap {heap}. MiB = 2^20 bytes of record values.",
+        f"from the beginning of every partition. {warm_text}"
+        f"Latency run: {int(lat_rate):,} records/s for {lat_secs} s. Each measured run {repeat} time(s) per broker: "
+        f"the table shows the median (min–max). Apache Kafka {kafka_ver}, single-node KRaft, heap {heap}. "
+        f"MiB = 2^20 bytes of record values.",
         "",
         *table,
         "",

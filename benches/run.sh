@@ -14,11 +14,14 @@
 #   BENCH_RECORD_BYTES [1024]      record value size
 #   BENCH_PARTITIONS [8]           topic partitions (RF 1)
 #   BENCH_ACKS [all]               producer acks
-#   BENCH_WARMUP_RECORDS [100000]  unmeasured produce+consume before measuring (JIT, page cache)
+#   BENCH_WARMUP_RECORDS [1000000] unmeasured produce+consume before measuring (JIT, page cache),
+#                                  followed by an unmeasured 5 s run at the latency run's rate
 #   BENCH_LATENCY_RATE [20000]     records/s of the fixed-rate ack-latency run (0: skip it)
 #   BENCH_LATENCY_SECS [10]        its duration
+#   BENCH_REPEAT [3]               throughput and latency runs per broker (the report shows medians)
 #   BENCH_TARGETS ["dlog kafka"]   which brokers to run
 #   BENCH_WRITE_DOC [1]            0: do not touch docs/BENCHMARKS.md
+#   BENCH_KEEP_DIR [0]             1: keep the run's directory (broker logs, data, JSON)
 #   KAFKA_HEAP [1g]                Kafka's -Xmx/-Xms (passed to scripts/kafka.sh)
 set -euo pipefail
 
@@ -27,7 +30,7 @@ cd "$ROOT"
 
 # The exact command, with every setting given in the environment.
 REPRO="benches/run.sh"
-for v in KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
+for v in KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
          BENCH_ACKS BENCH_PARTITIONS BENCH_RECORD_BYTES BENCH_RECORDS; do
   if [[ -n "${!v+x}" ]]; then REPRO="$v=$(printf '%q' "${!v}") $REPRO"; fi
 done
@@ -36,9 +39,10 @@ RECORDS="${BENCH_RECORDS:-1000000}"
 RECORD_BYTES="${BENCH_RECORD_BYTES:-1024}"
 PARTITIONS="${BENCH_PARTITIONS:-8}"
 ACKS="${BENCH_ACKS:-all}"
-WARMUP="${BENCH_WARMUP_RECORDS:-100000}"
+WARMUP="${BENCH_WARMUP_RECORDS:-1000000}"
 LAT_RATE="${BENCH_LATENCY_RATE:-20000}"
 LAT_SECS="${BENCH_LATENCY_SECS:-10}"
+REPEAT="${BENCH_REPEAT:-3}"
 TARGETS="${BENCH_TARGETS:-dlog kafka}"
 WRITE_DOC="${BENCH_WRITE_DOC:-1}"
 export KAFKA_HEAP="${KAFKA_HEAP:-1g}"
@@ -52,7 +56,7 @@ KAFKA_DIR="$OUT/kafka"
 cleanup() {
   if [[ -n "$DLOG_PID" ]] && kill -0 "$DLOG_PID" 2>/dev/null; then kill -KILL "$DLOG_PID" 2>/dev/null || true; fi
   if [[ -f "$KAFKA_DIR/kafka.pid" ]]; then bash scripts/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; fi
-  rm -rf "$OUT"
+  if [[ "${BENCH_KEEP_DIR:-0}" == 1 ]]; then log "logs and data kept in $OUT"; else rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 
@@ -105,11 +109,20 @@ loadgen() { # target name args...
 
 run_load() { # target bootstrap pid
   local target="$1" bs="$2" pid="$3"
-  if ((WARMUP > 0)); then loadgen "$target" warmup --bootstrap "$bs" --mode both --records "$WARMUP" || return 1; fi
-  loadgen "$target" throughput --bootstrap "$bs" --mode both --records "$RECORDS" || return 1
-  if ((LAT_RATE > 0)); then
-    loadgen "$target" latency --bootstrap "$bs" --mode produce --rate "$LAT_RATE" --duration-secs "$LAT_SECS" || return 1
+  if ((WARMUP > 0)); then
+    loadgen "$target" warmup --bootstrap "$bs" --mode both --records "$WARMUP" || return 1
+    if ((LAT_RATE > 0)); then
+      loadgen "$target" warmup-rate --bootstrap "$bs" --mode produce --rate "$LAT_RATE" --duration-secs 5 || return 1
+    fi
   fi
+  local i
+  for ((i = 1; i <= REPEAT; i++)); do
+    loadgen "$target" "throughput.$i" --bootstrap "$bs" --mode both --records "$RECORDS" || return 1
+    if ((LAT_RATE > 0)); then
+      loadgen "$target" "latency.$i" --bootstrap "$bs" --mode produce --rate "$LAT_RATE" --duration-secs "$LAT_SECS" \
+        || return 1
+    fi
+  done
   fact "$target" peak_rss_kib "$(hwm_kib "$pid")"
 }
 
@@ -163,7 +176,7 @@ PY
   done
   DLOG_PID=""
   # Keep the broker's last warnings for the report.
-  grep -E 'WARN|ERROR' "$OUT/dlog.log" | tail -n 5 >"$OUT/dlog.warnings" || true
+  grep -E 'WARN|ERROR' "$OUT/dlog.log" >"$OUT/dlog.warnings" || true
 }
 
 # ---- Kafka --------------------------------------------------------------------------
@@ -212,4 +225,4 @@ echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.facts"
 DOC=""
 if [[ "$WRITE_DOC" == 1 ]]; then DOC="$ROOT/docs/BENCHMARKS.md"; fi
 python3 "$ROOT/benches/report.py" "$OUT" "$REPRO" "$RECORDS" "$RECORD_BYTES" "$PARTITIONS" "$ACKS" \
-  "$LAT_RATE" "$LAT_SECS" "$WARMUP" "$KAFKA_HEAP" "$DOC"
+  "$LAT_RATE" "$LAT_SECS" "$WARMUP" "$KAFKA_HEAP" "$REPEAT" "$DOC"

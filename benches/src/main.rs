@@ -85,6 +85,9 @@ struct Args {
     /// Do not delete the topic at the end.
     #[arg(long)]
     keep_topic: bool,
+    /// Start measuring at once instead of first probing until the topic acks promptly.
+    #[arg(long)]
+    no_probe: bool,
     /// Give up when no progress is made for this many seconds.
     #[arg(long, default_value_t = 60)]
     stall_secs: u64,
@@ -117,6 +120,10 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct ProduceStats {
+    /// Probe records acked before the clock started (they are in the topic too).
+    probe_records: u64,
+    /// Time until probe rounds were acked promptly (see `probe_until_ready`).
+    topic_ready_ms: f64,
     records_sent: u64,
     records_acked: u64,
     delivery_errors: u64,
@@ -313,7 +320,7 @@ fn measure(args: &Args, topic: &str) -> anyhow::Result<Measured> {
     let mut to_read = args.records.unwrap_or(1_000_000);
     if args.mode != Mode::Consume {
         let (stats, errors) = produce_phase(args, topic)?;
-        to_read = stats.records_acked;
+        to_read = stats.records_acked + stats.probe_records;
         produce = Some(stats);
         client_errors.extend(errors);
     }
@@ -403,6 +410,7 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
 
     let value = payload(args.record_bytes);
     let ctx = producer.context();
+    let (probe_records, topic_ready) = probe_until_ready(&producer, topic, args, &value)?;
     let limit = args.records.or(if args.duration_secs.is_some() { None } else { Some(1_000_000) });
     let deadline = args.duration_secs.map(Duration::from_secs_f64);
     let stall = Duration::from_secs(args.stall_secs);
@@ -458,7 +466,7 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
     // Drain: wait for every outstanding delivery report, watching for stalls.
     let mut last = (ctx.acked.load(Ordering::Relaxed), Instant::now());
     while producer.in_flight_count() > 0 {
-        producer.poll(Duration::from_millis(10));
+        producer.poll(Duration::from_millis(1));
         let acked = ctx.acked.load(Ordering::Relaxed) + ctx.delivery_errors.load(Ordering::Relaxed);
         if acked != last.0 {
             last = (acked, Instant::now());
@@ -474,6 +482,8 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
     let ms = |us: u64| us as f64 / 1000.0;
     let bytes_acked = acked * args.record_bytes as u64;
     let stats = ProduceStats {
+        probe_records,
+        topic_ready_ms: topic_ready.as_secs_f64() * 1000.0,
         records_sent: sent,
         records_acked: acked,
         delivery_errors: ctx.delivery_errors.load(Ordering::Relaxed),
@@ -493,6 +503,60 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
     drop(hist);
     let errors = ctx.errors.lock().unwrap().clone();
     Ok((stats, errors))
+}
+
+/// A freshly created topic is not always ready to ack promptly: Apache Kafka, for one,
+/// holds `acks=all` produce requests to a new partition for up to about a second. So that
+/// the measurement sees steady state (on any broker), one record per partition is sent in
+/// rounds, each waited for, until three rounds in a row are acked within 50 ms (at most
+/// 30 s). Returns the probe records acked and the time that took; the ack bookkeeping is
+/// then reset.
+fn probe_until_ready(
+    producer: &BaseProducer<Ctx>,
+    topic: &str,
+    args: &Args,
+    value: &[u8],
+) -> anyhow::Result<(u64, Duration)> {
+    const FAST: Duration = Duration::from_millis(50);
+    const LIMIT: Duration = Duration::from_secs(30);
+    let ctx = producer.context();
+    let start = Instant::now();
+    let mut fast_rounds = 0;
+    while fast_rounds < 3 && !args.no_probe {
+        if start.elapsed() > LIMIT {
+            ctx.note(format!(
+                "topic {topic} still slow to ack after {} s of probing; measuring anyway",
+                LIMIT.as_secs()
+            ));
+            break;
+        }
+        let round = Instant::now();
+        for p in 0..args.partitions {
+            let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value).partition(p);
+            producer.send(record).map_err(|(e, _)| anyhow::anyhow!("probe produce failed: {e}"))?;
+        }
+        // Not `flush()`: rdkafka's polls in 100 ms steps, which would hide a prompt ack.
+        let deadline = Instant::now() + Duration::from_secs(args.stall_secs);
+        while producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                bail!("probe: records to {topic} unacknowledged for {} s", args.stall_secs);
+            }
+            producer.poll(Duration::from_millis(1));
+        }
+        if let Some(e) = ctx.first_delivery_error.lock().unwrap().as_ref() {
+            bail!("probe record to {topic} failed: {e}");
+        }
+        if round.elapsed() < FAST {
+            fast_rounds += 1;
+        } else {
+            fast_rounds = 0;
+        }
+    }
+    let acked = ctx.acked.swap(0, Ordering::Relaxed);
+    ctx.delivery_errors.store(0, Ordering::Relaxed);
+    *ctx.first_delivery_error.lock().unwrap() = None;
+    ctx.hist.lock().unwrap().reset();
+    Ok((acked, start.elapsed()))
 }
 
 fn consume_phase(args: &Args, topic: &str, want: u64) -> anyhow::Result<(ConsumeStats, Vec<String>)> {
@@ -576,6 +640,7 @@ fn print_text(r: &Report) {
             "produce: {} records acked of {} sent ({} errors) in {:.2} s: {:.1} MiB/s, {:.0} records/s",
             p.records_acked, p.records_sent, p.delivery_errors, p.elapsed_secs, p.mib_per_sec, p.records_per_sec
         );
+        println!("topic acked promptly after {:.0} ms ({} probe records)", p.topic_ready_ms, p.probe_records);
         println!(
             "ack latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
             p.latency_ms.p50, p.latency_ms.p99, p.latency_ms.p999, p.latency_ms.max, p.latency_ms.mean
