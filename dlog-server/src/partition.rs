@@ -26,6 +26,9 @@ pub struct Partition {
     /// The high watermark, published for fetches waiting on any shard.
     watch: watch::Sender<Offset>,
     flushing: bool,
+    /// Set when the topic is deleted while an fsync is in flight: its completion must
+    /// not write checkpoints into a directory that is gone.
+    pub deleted: bool,
     flush_waiters: VecDeque<(Offset, oneshot::Sender<Result<()>>)>,
 }
 
@@ -41,6 +44,7 @@ impl Partition {
             leader_epoch: LeaderEpoch(0),
             watch,
             flushing: false,
+            deleted: false,
             flush_waiters: VecDeque::new(),
         };
         (p, rx)
@@ -107,6 +111,11 @@ impl Partition {
             let again = {
                 let mut p = this.borrow_mut();
                 p.flushing = false;
+                if p.deleted {
+                    let gone = Error::UnknownTopicOrPartition(p.tp.to_string());
+                    p.release_waiters(Some(gone));
+                    return;
+                }
                 let error = match outcome {
                     Ok((job, Ok(()))) => p.log.complete_flush(job).err().map(Error::from),
                     Ok((_, Err(e))) => Some(Error::Storage(format!("fsync of {}: {e}", p.tp))),

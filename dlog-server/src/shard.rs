@@ -155,7 +155,9 @@ impl Shard {
             match Rc::try_unwrap(p) {
                 Ok(cell) => cell.into_inner().log.delete()?,
                 Err(p) => {
-                    // A flush still holds it: remove the files now; the handle dies with the task.
+                    // A flush still holds it: remove the files now and tell the flush, which
+                    // drops the last handle when it completes.
+                    p.borrow_mut().deleted = true;
                     let dir = self.shared.config.data_dir.join(p.borrow().tp.dir_name());
                     std::fs::remove_dir_all(&dir).map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
                 }

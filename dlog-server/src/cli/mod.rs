@@ -62,6 +62,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DLOG_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = BrokerConfig::resolve(&args)?;
     // The control runtime: signals and the metrics endpoint. Shards have their own.
