@@ -31,8 +31,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (tx, mut rx) = mpsc::channel::<Pending>(limits::CONNECTION_INFLIGHT_MAX);
     let writer = tokio::task::spawn_local(async move {
         while let Some(pending) = rx.recv().await {
-            if let Some(bytes) = pending.await {
-                if wr.write_all(&bytes).await.is_err() {
+            if let Some(chunks) = pending.await {
+                if write_chunks(&mut wr, &chunks).await.is_err() {
                     return;
                 }
             }
@@ -93,4 +93,30 @@ async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CodecE
         }
         Err(e) => Err(e),
     }
+}
+
+/// Writes every chunk, in order, with as few system calls as the socket allows.
+async fn write_chunks(wr: &mut tokio::net::tcp::OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+    if let [one] = chunks {
+        return wr.write_all(one).await;
+    }
+    let (mut chunk, mut offset) = (0usize, 0usize);
+    while chunk < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[chunk][offset..])
+            .chain(chunks[chunk + 1..].iter().map(|c| &c[..]))
+            .take(64)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while chunk < chunks.len() && written >= chunks[chunk].len() - offset {
+            written -= chunks[chunk].len() - offset;
+            chunk += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
 }

@@ -24,15 +24,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use dlog_protocol::codec::{encode_response, Request};
+use dlog_protocol::codec::{encode_response, EncodedResponse, Request};
 use dlog_protocol::kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use dlog_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::shard::Shard;
 
 /// The encoded response a connection writes once it resolves (`None`: nothing to send).
-pub type Pending = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+pub type Pending = Pin<Box<dyn Future<Output = Option<EncodedResponse>>>>;
 
 /// What a handler produced.
 pub enum Reply {
