@@ -94,7 +94,7 @@ start_kafka() {
   install_kafka >/dev/null
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if [[ -f "$dir/kafka.pid" ]] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
+  if [[ -f "$dir/kafka.pid" ]] && pid_alive "$(cat "$dir/kafka.pid")"; then
     die "a Kafka started in $dir is already running (pid $(cat "$dir/kafka.pid"))"
   fi
   if port_open 127.0.0.1 "$port"; then die "port $port is already in use"; fi
@@ -150,7 +150,7 @@ L4J
   echo "$pid" >"$dir/kafka.pid"
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   until port_open 127.0.0.1 "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! pid_alive "$pid"; then
       tail -n 50 "$dir/kafka.out" "$dir/server.log" >&2 2>/dev/null || true
       rm -f "$dir/kafka.pid"
       die "Kafka exited during startup"
@@ -165,18 +165,32 @@ L4J
   log "Kafka $KAFKA_VERSION running: pid $pid, bootstrap 127.0.0.1:$port, dir $dir"
 }
 
+pid_alive() { # a zombie (exited, not yet reaped) counts as gone
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 stop_kafka() {
   local dir="${1:?usage: kafka.sh stop DIR}"
   local pidf="$dir/kafka.pid"
   [[ -f "$pidf" ]] || { log "no pid file in $dir (not running?)"; return 0; }
   local pid; pid="$(cat "$pidf")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 60))
-    while kill -0 "$pid" 2>/dev/null; do
+    while pid_alive "$pid"; do
       if (( SECONDS >= deadline )); then log "Kafka pid $pid ignored SIGTERM for 60s; killing"; kill -KILL "$pid" 2>/dev/null || true; fi
       sleep 0.2
     done
+  fi
+  # the JVM's main thread can be a zombie while other threads still hold the sockets
+  local port
+  port="$(sed -n 's/^listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.properties" 2>/dev/null)"
+  if [[ -n "$port" ]]; then
+    local deadline=$((SECONDS + 60))
+    while port_open 127.0.0.1 "$port" && (( SECONDS < deadline )); do sleep 0.2; done
   fi
   rm -f "$pidf"
   log "Kafka in $dir stopped"

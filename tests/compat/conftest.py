@@ -225,6 +225,14 @@ class Broker:
             if time.monotonic() > deadline:
                 os.kill(self.pid, signal.SIGKILL)
             time.sleep(0.05)
+        # the thread-group leader turns zombie before the JVM's other threads are gone; the
+        # listening socket closes only with the last of them
+        deadline = time.monotonic() + timeout
+        while port_open(self.port):
+            if time.monotonic() > deadline:
+                pytest.fail(f"port {self.port} still accepts connections after Kafka pid "
+                            f"{self.pid} exited", pytrace=False)
+            time.sleep(0.05)
 
     def restart(self) -> int | None:
         rc = self.stop()
