@@ -35,6 +35,25 @@ pub fn max_timestamp_record(batch: &Bytes) -> Result<Option<(i64, i64)>, String>
     Ok(best)
 }
 
+/// A plain record (no producer id, no headers) for a producer to encode.
+pub fn new_record(key: Option<Bytes>, value: Option<Bytes>, timestamp: i64) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 /// Encodes records into one v2 batch with base offset 0, numbering them: offsets from
 /// 0 and, for a producer without idempotence, sequences from the batch's base sequence
 /// -1 (the codec starts a new batch wherever `offset - sequence` changes, and Kafka
@@ -55,24 +74,9 @@ pub fn encode_batch(records: &mut [Record], compression: Compression) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::indexmap::IndexMap;
 
     fn record(offset: i64, timestamp: i64) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp,
-            key: Some(Bytes::from(format!("k{offset}"))),
-            value: Some(Bytes::from_static(b"v")),
-            headers: IndexMap::new(),
-        }
+        new_record(Some(Bytes::from(format!("k{offset}"))), Some(Bytes::from_static(b"v")), timestamp)
     }
 
     /// The size of the first batch in `bytes`.

@@ -7,11 +7,10 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use dlog_protocol::kafka_protocol::indexmap::IndexMap;
 use dlog_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use dlog_protocol::kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use dlog_protocol::kafka_protocol::protocol::StrBytes;
-use dlog_protocol::records::{encode_batch, Compression, Record, TimestampType};
+use dlog_protocol::records::{encode_batch, new_record, Compression, Record};
 
 use super::client::{describe_error, Client};
 use super::BootstrapArgs;
@@ -92,21 +91,7 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             (None, Some(k)) => partition_for_key(k, partitions),
             (None, None) => round_robin,
         };
-        pending.entry(partition).or_default().push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: crate::now_ms(),
-            key,
-            value: Some(value),
-            headers: IndexMap::new(),
-        });
+        pending.entry(partition).or_default().push(new_record(key, Some(value), crate::now_ms()));
         count += 1;
         if count >= args.batch_records as usize {
             sent += flush(&mut client, &args.topic, &leaders, &mut pending, compression, acks)?;

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use dlog_protocol::kafka_protocol::indexmap::IndexMap;
 use dlog_protocol::kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use dlog_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use dlog_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -17,7 +16,7 @@ use dlog_protocol::kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use dlog_protocol::kafka_protocol::protocol::StrBytes;
-use dlog_protocol::records::{encode_batch, Compression, Record, TimestampType};
+use dlog_protocol::records::{encode_batch, new_record, Compression, Record};
 use dlog_server::broker::Broker;
 use dlog_server::cli::client::Client;
 use dlog_server::config::{BrokerArgs, BrokerConfig};
@@ -91,21 +90,7 @@ pub fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &
 }
 
 pub fn record(key: &str, value: &str, timestamp: i64) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: Some(Bytes::from(key.to_string())),
-        value: Some(Bytes::from(value.to_string())),
-        headers: IndexMap::new(),
-    }
+    new_record(Some(Bytes::from(key.to_string())), Some(Bytes::from(value.to_string())), timestamp)
 }
 
 pub fn batch(records: &mut [Record], compression: Compression) -> Bytes {
