@@ -42,6 +42,12 @@ pub enum Error {
     UnknownLeaderEpoch { client: i32, current: i32 },
     #[error("unknown topic id {0}")]
     UnknownTopicId(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    #[error("transactions are not supported: {0}")]
+    TransactionsNotSupported(String),
     #[error("broker is shutting down")]
     ShuttingDown,
 }

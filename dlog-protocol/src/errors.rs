@@ -27,6 +27,11 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         Error::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         Error::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        Error::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        Error::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        // Every client treats 53 as fatal for a transactional producer, with a clear
+        // exception; UNSUPPORTED_VERSION (35) would read as a failed version negotiation.
+        Error::TransactionsNotSupported(_) => ResponseError::TransactionalIdAuthorizationFailed,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
     }
 }
@@ -63,5 +68,8 @@ mod tests {
         assert_eq!(error_code(&Error::UnknownLeaderEpoch { client: 2, current: 1 }), 75);
         assert_eq!(error_code(&Error::UnknownTopicId("x".into())), 100);
         assert_eq!(error_code(&Error::InvalidRecord("two batches".into())), 87);
+        assert_eq!(error_code(&Error::OutOfOrderSequence("gap".into())), 45);
+        assert_eq!(error_code(&Error::InvalidProducerEpoch("old".into())), 47);
+        assert_eq!(error_code(&Error::TransactionsNotSupported("txn".into())), 53);
     }
 }
