@@ -30,11 +30,17 @@ pub(crate) fn write(dir: &Path, name: &str, payload: &[u8]) -> Result<()> {
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());
 
+    replace(dir, name, &bytes)
+}
+
+/// Atomically replaces `dir/name` with `bytes` as they are (the caller frames and
+/// checksums them): write a temporary file, fsync, rename, fsync the directory.
+pub(crate) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let dst = dir.join(name);
     let mut f =
         OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| StorageError::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| StorageError::io(&tmp, e))?;
     f.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, &dst).map_err(|e| StorageError::io(&dst, e))?;

@@ -1,6 +1,7 @@
 //! Errors of the partition log.
 
 use crate::batch::BatchError;
+use crate::producer_state::ProducerError;
 use dlog_core::Offset;
 use std::path::PathBuf;
 
@@ -19,6 +20,9 @@ pub enum StorageError {
     InvalidBatch(#[from] BatchError),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: u64 },
+    /// An idempotent producer's batch refused by its epoch or sequence.
+    #[error("{0}")]
+    Producer(#[from] ProducerError),
     #[error("corrupt log in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
     /// A write failed and could not be undone: the files no longer match what the log
@@ -42,6 +46,12 @@ impl From<StorageError> for dlog_core::Error {
             StorageError::InvalidBatch(b) => dlog_core::Error::CorruptMessage(b.to_string()),
             StorageError::BatchTooLarge { size, max } => {
                 dlog_core::Error::RecordTooLarge { size, max: usize::try_from(max).unwrap_or(usize::MAX) }
+            }
+            StorageError::Producer(p @ ProducerError::InvalidEpoch { .. }) => {
+                dlog_core::Error::InvalidProducerEpoch(p.to_string())
+            }
+            StorageError::Producer(p @ ProducerError::OutOfOrder { .. }) => {
+                dlog_core::Error::OutOfOrderSequence(p.to_string())
             }
             other => dlog_core::Error::Storage(other.to_string()),
         }

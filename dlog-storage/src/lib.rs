@@ -11,6 +11,8 @@
 //! - [`PartitionLog`]: one partition's directory of segments. Owned by one thread (a
 //!   shard); `Send`, not `Sync`, no locks inside.
 //! - [`BatchHeader`], [`validate_batches`], [`BatchError`]: the batch format.
+//! - [`ProducerStateMap`], [`ProducerError`]: idempotent producers' epochs and
+//!   sequences, checked by `append` (a retried batch is answered, not appended).
 //! - [`FlushJob`]: a group-commit fsync that runs off the owning thread.
 //! - [`StorageError`]: everything that can fail, convertible to [`dlog_core::Error`].
 //! - [`testing`]: builders of valid batches for tests here and in the crates above.
@@ -44,6 +46,8 @@
 //! checkpoint (flushed offset and where it is in the active segment), a
 //! `log-start-offset` checkpoint and, after a clean close only, a `clean-shutdown`
 //! marker. Checkpoints are replaced atomically (write, fsync, rename, fsync dir).
+//! Idempotent producers' state ([`producer_state`]) is snapshotted to
+//! `<offset>.producer-snapshot` files, the same way, at every roll and clean close.
 //!
 //! # Durability and recovery
 //!
@@ -55,6 +59,8 @@
 //!   segment from the recovery point, keeps every batch whose header and CRC-32C check
 //!   out and whose offsets continue densely, and cuts the first torn or corrupt one.
 //!   Start-up work never grows with the size of closed segments ([`RecoveryReport`]).
+//! - The producer state is loaded from its newest snapshot; batch headers after it are
+//!   replayed: none after a clean close, at most the active segment's after a crash.
 //! - Closed segments' indexes load lazily on first use, are validated, and are rebuilt
 //!   from the log if missing or damaged.
 //!
@@ -69,9 +75,11 @@ pub mod batch;
 mod checkpoint;
 pub mod error;
 pub mod log;
+pub mod producer_state;
 mod segment;
 pub mod testing;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
 pub use error::StorageError;
 pub use log::{AppendInfo, FlushJob, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};
+pub use producer_state::{ProducerError, ProducerStateMap};

@@ -4,6 +4,7 @@
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::checkpoint::{self, Fields};
 use crate::error::{Result, StorageError};
+use crate::producer_state::{self, BatchMeta, PendingProducers, ProducerStateMap, SequenceCheck};
 use crate::segment::{self, parse_segment_name, Segment, SegmentIndex, LOG_SUFFIX};
 use bytes::Bytes;
 use dlog_core::{LeaderEpoch, Offset, TimestampType, TopicConfig};
@@ -28,8 +29,11 @@ pub struct AppendInfo {
     /// `Some(now_ms)` when the topic uses LogAppendTime (the batches were stamped).
     pub log_append_time_ms: Option<i64>,
     pub log_start_offset: Offset,
-    /// Largest max timestamp of the appended batches (after stamping).
+    /// Largest max timestamp of the appended batches (after stamping); -1 for a duplicate.
     pub max_timestamp: i64,
+    /// The batch was an idempotent producer's retry of one already in the log: nothing
+    /// was appended and the offsets are the original batch's.
+    pub duplicate: bool,
 }
 
 /// What [`PartitionLog::read`] returns: whole batches, and the log bounds at read time.
@@ -48,6 +52,9 @@ pub struct RecoveryReport {
     pub bytes_scanned: u64,
     pub truncated_bytes: u64,
     pub indexes_rebuilt: usize,
+    /// Batch headers read to rebuild the producer state past its newest snapshot: 0
+    /// after a clean close, at most the active segment's batches otherwise.
+    pub producer_batches_replayed: u64,
 }
 
 /// What [`PartitionLog::apply_retention`] deleted.
@@ -148,6 +155,8 @@ pub struct PartitionLog {
     failed: bool,
     report: RecoveryReport,
     lazy_index_rebuilds: Cell<usize>,
+    /// Idempotent producers' epochs and last batches (see `producer_state`).
+    producers: ProducerStateMap,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -197,6 +206,7 @@ impl PartitionLog {
             failed: false,
             report: RecoveryReport::default(),
             lazy_index_rebuilds: Cell::new(0),
+            producers: ProducerStateMap::default(),
         };
 
         if bases.is_empty() {
@@ -219,6 +229,11 @@ impl PartitionLog {
         let first_base = log.segments[0].base;
         log.log_start_offset = log_start_ckpt.unwrap_or(first_base).max(first_base).min(log.next_offset);
         log.begun_offset = log.flushed_offset;
+        // Without any snapshot (a log written before producer state existed, or one whose
+        // snapshots are all damaged) only the active segment is replayed: start-up stays
+        // bounded, and producers seen only earlier count as unknown.
+        let active_base = log.active().base;
+        log.report.producer_batches_replayed = log.load_producer_state(active_base)?;
         log.report.segments = log.segments.len();
         log.check_invariants();
         tracing::info!(
@@ -227,6 +242,8 @@ impl PartitionLog {
             log_start_offset = %log.log_start_offset,
             log_end_offset = %log.next_offset,
             bytes_scanned = log.report.bytes_scanned,
+            producers = log.producers.len(),
+            producer_batches_replayed = log.report.producer_batches_replayed,
             truncated_bytes = log.report.truncated_bytes,
             "opened partition log"
         );
@@ -317,6 +334,86 @@ impl PartitionLog {
     /// The work done by [`PartitionLog::open`].
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// Idempotent producers' state as of the log end.
+    pub fn producer_state(&self) -> &ProducerStateMap {
+        &self.producers
+    }
+
+    /// Rebuilds the producer state at the log end: removes snapshots past it, loads the
+    /// newest readable one at or below it (and not below the first segment), or starts
+    /// empty at `fallback_from`, then replays batch headers up to the log end. Returns
+    /// the number of batches replayed.
+    fn load_producer_state(&mut self, fallback_from: Offset) -> Result<u64> {
+        let upto = self.next_offset;
+        let snapshots = producer_state::list_snapshots(&self.dir)?;
+        let stale: Vec<Offset> = snapshots.iter().copied().filter(|&s| s > upto).collect();
+        for &s in &stale {
+            producer_state::remove_snapshot(&self.dir, s)?;
+        }
+        if !stale.is_empty() {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        let first_base = self.segments[0].base;
+        let mut loaded = None;
+        for &s in snapshots.iter().rev().filter(|&&s| s <= upto && s >= first_base) {
+            if let Some(map) = producer_state::read_snapshot(&self.dir, s)? {
+                loaded = Some((s, map));
+                break;
+            }
+        }
+        let (from, mut state) = loaded.unwrap_or_else(|| (fallback_from, ProducerStateMap::default()));
+        let replayed = self.replay_producers(from, &mut state)?;
+        self.producers = state;
+        Ok(replayed)
+    }
+
+    /// Records in `state` every producer batch from `from` (a batch boundary) to the
+    /// log end, reading headers only.
+    fn replay_producers(&self, from: Offset, state: &mut ProducerStateMap) -> Result<u64> {
+        if from >= self.next_offset {
+            return Ok(0);
+        }
+        let mut replayed = 0;
+        let first = self.segment_for(from);
+        for i in first..self.segments.len() {
+            let seg = &self.segments[i];
+            let found = if i == first {
+                seg.find_batch(self.index_of(i)?, from.max(seg.base))?
+            } else {
+                seg.batch_at(0, seg.base)?.map(|h| (0, h))
+            };
+            let Some((mut pos, mut h)) = found else { continue };
+            // Bounded by the batches of the segment: pos strictly grows.
+            loop {
+                if let Some(meta) = producer_batch(&h, h.base_offset) {
+                    state.record(h.producer_id, h.producer_epoch, meta);
+                }
+                replayed += 1;
+                pos += h.total_size() as u64;
+                match seg.batch_at(pos, h.next_offset())? {
+                    Some(next) => h = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Snapshots the producer state as of `covers` (the log end), then removes older
+    /// snapshots that are neither at a segment base nor needed (truncation rebuilds
+    /// from the segment-base ones).
+    fn write_producer_snapshot(&self, covers: Offset) -> Result<()> {
+        debug_assert_eq!(covers, self.next_offset);
+        producer_state::write_snapshot(&self.dir, covers, &self.producers)?;
+        for s in producer_state::list_snapshots(&self.dir)? {
+            let at_base = self.segments.binary_search_by_key(&s, |seg| seg.base).is_ok();
+            if s < covers && (!at_base || s < self.segments[0].base) {
+                producer_state::remove_snapshot(&self.dir, s)?;
+            }
+        }
+        Ok(())
     }
 
     /// Closed-segment indexes found damaged or missing and rebuilt since open (they
@@ -410,6 +507,29 @@ impl PartitionLog {
         let records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
         let total = batches.len() as u64;
 
+        // Idempotent producers: check every batch before anything is written. A retry
+        // of a batch already in the log makes the whole append a no-op that answers
+        // with the original's offsets (as Kafka; produce requests carry one batch).
+        let mut pending = PendingProducers::default();
+        let mut at = self.next_offset;
+        for (_, h) in &headers {
+            if let Some(meta) = producer_batch(h, at) {
+                if let SequenceCheck::Duplicate(original) =
+                    pending.check_and_record(&self.producers, h.producer_id, h.producer_epoch, meta)?
+                {
+                    return Ok(AppendInfo {
+                        first_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        log_append_time_ms: None,
+                        log_start_offset: self.log_start_offset,
+                        max_timestamp: -1,
+                        duplicate: true,
+                    });
+                }
+            }
+            at = at.plus(i64::from(h.record_count));
+        }
+
         let active = self.active();
         let rel_end = self.next_offset.0 - active.base.0 + records;
         let too_big = active.size + total > self.config.segment_bytes
@@ -469,6 +589,7 @@ impl PartitionLog {
         let active = self.segments.last_mut().expect("at least one segment");
         active.size = pos + total;
         self.next_offset = next;
+        pending.commit(&mut self.producers);
         self.active_first_append_ms.get_or_insert(now_ms);
         self.unbegun_since_ms.get_or_insert(now_ms);
 
@@ -480,6 +601,7 @@ impl PartitionLog {
             log_append_time_ms: log_append.then_some(now_ms),
             log_start_offset: self.log_start_offset,
             max_timestamp,
+            duplicate: false,
         })
     }
 
@@ -516,6 +638,11 @@ impl PartitionLog {
         self.unbegun_since_ms = None;
         self.active_first_append_ms = None;
         self.write_recovery_point(RecoveryPoint { flushed: next, segment_base: next, position: 0, max_ts: None })?;
+        // Everything below `next` is durable now. A failed snapshot only costs a longer
+        // replay at the next open (from an older snapshot): the roll stands.
+        if let Err(e) = self.write_producer_snapshot(next) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the producer-state snapshot");
+        }
         tracing::debug!(dir = %self.dir.display(), base = %next, "rolled segment");
         self.check_invariants();
         Ok(())
@@ -691,6 +818,18 @@ impl PartitionLog {
             Some((pos, h)) => (pos, h.base_offset),
             None => (self.segments[i].size, self.segment_end(i)),
         };
+        // Snapshots past the new end go first (durably): a crash part-way must not leave
+        // one describing batches that are gone once appends pass its offset again.
+        let mut removed = false;
+        for s in producer_state::list_snapshots(&self.dir)? {
+            if s > new_end {
+                producer_state::remove_snapshot(&self.dir, s)?;
+                removed = true;
+            }
+        }
+        if removed {
+            checkpoint::sync_dir(&self.dir)?;
+        }
         // Newest first, so a crash part-way leaves a log that is a prefix of this one.
         while self.segments.len() > i + 1 {
             let seg = self.segments.pop().expect("len > i + 1");
@@ -727,6 +866,10 @@ impl PartitionLog {
             self.log_start_offset = new_end;
             self.write_log_start()?;
         }
+        // Rebuilt from the newest snapshot at or below the new end; without one, from the
+        // first segment (truncation is rare, and correctness beats speed here).
+        let first_base = self.segments[0].base;
+        self.load_producer_state(first_base)?;
         tracing::info!(dir = %self.dir.display(), log_end_offset = %new_end, "truncated log");
         self.check_invariants();
         Ok(())
@@ -750,6 +893,7 @@ impl PartitionLog {
             while self.segments.len() > 1 && self.segments[1].base <= self.log_start_offset {
                 self.delete_oldest_segment()?;
             }
+            self.producers.remove_ended_before(self.log_start_offset);
         }
         self.check_invariants();
         Ok(self.log_start_offset)
@@ -766,6 +910,11 @@ impl PartitionLog {
         }
         let seg = self.segments.remove(0);
         seg.delete_files()?;
+        for s in producer_state::list_snapshots(&self.dir)? {
+            if s < next_base {
+                producer_state::remove_snapshot(&self.dir, s)?;
+            }
+        }
         checkpoint::sync_dir(&self.dir)?;
         tracing::debug!(segment = %seg.log_path.display(), bytes = seg.size, "deleted segment");
         Ok(seg.size)
@@ -797,6 +946,9 @@ impl PartitionLog {
             }
         }
         outcome.log_start_offset = self.log_start_offset;
+        if outcome.segments_deleted > 0 {
+            self.producers.remove_ended_before(self.log_start_offset);
+        }
         self.check_invariants();
         Ok(outcome)
     }
@@ -884,6 +1036,7 @@ impl PartitionLog {
             index.write_tail(&segment::NewEntries { offsets: 0, times: 1 }).map_err(io(&active.log_path))?;
         }
         index.sync().map_err(io(&active.log_path))?;
+        self.write_producer_snapshot(leo)?;
         let marker: Vec<u8> = [leo.0, base.0, size as i64].iter().flat_map(|v| v.to_be_bytes()).collect();
         checkpoint::write(&self.dir, CLEAN_SHUTDOWN_FILE, &marker)?;
         tracing::info!(dir = %self.dir.display(), log_end_offset = %leo, "closed partition log");
@@ -921,6 +1074,22 @@ fn frame_batches(buf: &[u8], max_message_bytes: u64) -> Result<Vec<(std::ops::Ra
         pos += size;
     }
     Ok(out)
+}
+
+/// The producer metadata of a batch placed at `first_offset`, if it carries a producer
+/// id (control batches only mark transactions and carry no sequence).
+fn producer_batch(h: &BatchHeader, first_offset: Offset) -> Option<BatchMeta> {
+    if h.producer_id < 0 || h.is_control() {
+        return None;
+    }
+    let last_seq =
+        if h.base_sequence >= 0 { producer_state::last_sequence(h.base_sequence, h.last_offset_delta) } else { -1 };
+    Some(BatchMeta {
+        first_seq: h.base_sequence,
+        last_seq,
+        first_offset,
+        last_offset: first_offset.plus(i64::from(h.last_offset_delta)),
+    })
 }
 
 /// Removes index files whose log file is gone (a crash while deleting a segment).

@@ -53,6 +53,18 @@ pub fn batch(spec: &BatchSpec) -> Vec<u8> {
     b
 }
 
+/// One valid batch per `spec` from an idempotent producer: `producer_id`, `epoch` and
+/// the first record's sequence number set in the header (CRC recomputed).
+pub fn idempotent_batch(spec: &BatchSpec, producer_id: i64, epoch: i16, base_sequence: i32) -> Vec<u8> {
+    let mut b = batch(spec);
+    b[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    b[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    b[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Several batches concatenated, as one produce request carries them.
 pub fn batches(specs: &[BatchSpec]) -> Vec<u8> {
     specs.iter().flat_map(batch).collect()

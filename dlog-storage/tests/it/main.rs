@@ -3,6 +3,7 @@
 
 mod append_read;
 mod crash;
+mod idempotence;
 mod model;
 mod retention;
 mod startup;
