@@ -34,6 +34,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Non-transactional producers only. The crate decodes requests up to v5 (v6 is
+    // two-phase commit, KIP-939).
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The supported version range of `key`, or `None` if DLog does not answer it.

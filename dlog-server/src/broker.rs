@@ -51,6 +51,7 @@ impl Broker {
             anyhow::anyhow!("--data-dir {}: another broker is using this directory", config.data_dir.display())
         })?;
         let cluster_id = cluster_id(&config)?;
+        let producer_ids = crate::producer_ids::ProducerIdAllocator::open(&config.data_dir.join("meta"))?;
         let topics = TopicRegistry::load(&config.data_dir, config.topic_defaults.clone())
             .with_context(|| format!("loading topics from {}", config.data_dir.display()))?;
         let listener = std::net::TcpListener::bind(config.listen)
@@ -82,6 +83,7 @@ impl Broker {
             topics: RwLock::new(topics),
             senders,
             watches: RwLock::new(Default::default()),
+            producer_ids: std::sync::Mutex::new(producer_ids),
         });
         for tx in shared_txs {
             tx.send(shared.clone()).map_err(|_| anyhow::anyhow!("shard thread died at start"))?;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod handlers;
 pub mod partition;
+pub mod producer_ids;
 pub mod shard;
 pub mod topics;
 

@@ -55,8 +55,9 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// Appends validated batches. When the topic fsyncs every write, also returns a
-    /// receiver that resolves once the batches are durable.
+    /// Appends validated batches (or recognises an idempotent producer's retry,
+    /// `info.duplicate`). When the topic fsyncs every write, also returns a receiver
+    /// that resolves once the batches are durable.
     pub fn append(
         this: &PartitionRef,
         batches: &mut [u8],
@@ -65,9 +66,13 @@ impl Partition {
         let mut p = this.borrow_mut();
         let epoch = p.leader_epoch;
         let info = p.log.append(batches, epoch, now_ms)?;
-        debug_assert_eq!(p.log.log_end_offset(), info.last_offset.plus(1));
-        let hw = p.high_watermark();
-        p.watch.send_replace(hw);
+        if !info.duplicate {
+            debug_assert_eq!(p.log.log_end_offset(), info.last_offset.plus(1));
+            let hw = p.high_watermark();
+            p.watch.send_replace(hw);
+        }
+        // A retried batch is answered with the original's offsets, which may not be
+        // durable yet: it waits for them like the original does.
         let durable = if p.log.config().flush_every_write() {
             let (tx, rx) = oneshot::channel();
             p.flush_waiters.push_back((info.last_offset.plus(1), tx));

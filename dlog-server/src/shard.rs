@@ -12,7 +12,7 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use dlog_core::{limits, Error, Offset, Result, ShardId, TopicPartition};
 use dlog_storage::PartitionLog;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::BrokerConfig;
 use crate::partition::{Partition, PartitionRef};
+use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{TopicMeta, TopicRegistry};
 
 /// Work sent to a shard: runs there, on its runtime, with its state.
@@ -39,6 +40,9 @@ pub struct Shared {
     pub senders: Vec<mpsc::Sender<ShardMsg>>,
     /// High watermark of every open partition, so a fetch on any shard can wait for data.
     pub watches: RwLock<HashMap<TopicPartition, watch::Receiver<Offset>>>,
+    /// Producer ids for InitProducerId (a cold path; the lock is never taken on a shard
+    /// thread, see `handlers::init_producer_id`).
+    pub producer_ids: Mutex<ProducerIdAllocator>,
 }
 
 impl Shared {

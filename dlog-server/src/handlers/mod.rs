@@ -14,6 +14,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -84,6 +85,9 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> Pending {
         RequestKind::OffsetForLeaderEpoch(r) => {
             Reply::now(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(shard, r).await))
         }
+        RequestKind::InitProducerId(r) => {
+            Reply::now(ResponseKind::InitProducerId(init_producer_id::handle(shard, r, version).await))
+        }
         other => {
             // The codec admits only registry APIs; reaching here is a registry/dispatch mismatch.
             tracing::error!(?api_key, "no handler for a registered API");
@@ -124,6 +128,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::InitProducerId => "init_producer_id",
         _ => "other",
     }
 }

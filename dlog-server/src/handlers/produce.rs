@@ -31,11 +31,8 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -
         return Reply::now(ResponseKind::Produce(body));
     }
     if request.transactional_id.is_some() {
-        let body = error_response(
-            &request,
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-            "transactions are not supported yet",
-        );
+        let e = Error::TransactionsNotSupported("produce with a transactional id".into());
+        let body = error_response(&request, error_code(&e), &e.to_string());
         return Reply::now(ResponseKind::Produce(body));
     }
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
@@ -104,10 +101,13 @@ async fn append_partition(
             return Err(Error::RecordTooLarge { size: range.len(), max });
         }
     }
-    if batches.iter().any(|(_, h)| h.producer_id >= 0 || h.is_transactional()) {
-        // Idempotent and transactional producers need InitProducerId first, which this
-        // broker does not grant yet; a batch claiming a producer id is not ours.
-        return Err(Error::InvalidRequest("idempotent and transactional batches are not supported yet".into()));
+    // Idempotent batches are checked by the log (epoch and sequence per producer id).
+    if batches.iter().any(|(_, h)| h.is_transactional()) {
+        return Err(Error::TransactionsNotSupported("transactional batches are refused".into()));
+    }
+    if batches.iter().any(|(_, h)| h.is_control()) {
+        // As Kafka: control batches are written by the broker, never by clients.
+        return Err(Error::InvalidRecord("clients may not write control batches".into()));
     }
     // The log rewrites base offsets and epochs in place: one copy out of the request frame.
     let mut bytes = BytesMut::from(&records[..]);
