@@ -13,7 +13,6 @@ from helpers import (check_dense_and_exact, ck_consume, ck_produce, ck_watermark
 N = 5000
 
 
-@pytest.mark.later_issue("Consumer groups, idempotent producers and the six-client compatibility matrix")
 def test_kafka_python_default_producer(broker, topic_name):
     """kafka-python 3 with no producer options is idempotent (sends InitProducerId)."""
     create_topic(broker, topic_name, 3)
@@ -25,7 +24,6 @@ def test_kafka_python_default_producer(broker, topic_name):
     check_dense_and_exact(recs, acks, ck_consume(broker, topic_name, ends))
 
 
-@pytest.mark.later_issue("Consumer groups, idempotent producers and the six-client compatibility matrix")
 def test_confluent_idempotent_producer(broker, topic_name):
     create_topic(broker, topic_name, 3)
     recs = gen_records(N, seed=12)
@@ -133,7 +131,6 @@ def build_batch(pid, epoch, base_seq, values):
     return bytes(b.build())
 
 
-@pytest.mark.later_issue("Consumer groups, idempotent producers and the six-client compatibility matrix")
 def test_duplicate_and_out_of_order_batches(broker, topic_name):
     create_topic(broker, topic_name, 1)
     raw = Raw(broker)
