@@ -50,6 +50,25 @@ pub enum Error {
     TransactionsNotSupported(String),
     #[error("broker is shutting down")]
     ShuttingDown,
+    #[error("coordinator not available: {0}")]
+    CoordinatorNotAvailable(String),
+    #[error("invalid group id: {0}")]
+    InvalidGroupId(String),
+    #[error("unknown member id: {0}")]
+    UnknownMemberId(String),
+    #[error("illegal generation {client}, the group is at {current}")]
+    IllegalGeneration { client: i32, current: i32 },
+    #[error("inconsistent group protocol: {0}")]
+    InconsistentGroupProtocol(String),
+    #[error("invalid session timeout: {0}")]
+    InvalidSessionTimeout(String),
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    /// KIP-394: a first join must come back with the member id it was given.
+    #[error("rejoin with the member id the coordinator gave")]
+    MemberIdRequired,
+    #[error("fenced static member: {0}")]
+    FencedInstanceId(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

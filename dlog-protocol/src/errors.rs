@@ -33,6 +33,15 @@ pub fn response_error(e: &Error) -> ResponseError {
         // exception; UNSUPPORTED_VERSION (35) would read as a failed version negotiation.
         Error::TransactionsNotSupported(_) => ResponseError::TransactionalIdAuthorizationFailed,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        Error::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
+        Error::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+        Error::UnknownMemberId(_) => ResponseError::UnknownMemberId,
+        Error::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        Error::InconsistentGroupProtocol(_) => ResponseError::InconsistentGroupProtocol,
+        Error::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+        Error::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        Error::MemberIdRequired => ResponseError::MemberIdRequired,
+        Error::FencedInstanceId(_) => ResponseError::FencedInstanceId,
     }
 }
 
@@ -71,5 +80,14 @@ mod tests {
         assert_eq!(error_code(&Error::OutOfOrderSequence("gap".into())), 45);
         assert_eq!(error_code(&Error::InvalidProducerEpoch("old".into())), 47);
         assert_eq!(error_code(&Error::TransactionsNotSupported("txn".into())), 53);
+        assert_eq!(error_code(&Error::CoordinatorNotAvailable("txn".into())), 15);
+        assert_eq!(error_code(&Error::IllegalGeneration { client: 1, current: 2 }), 22);
+        assert_eq!(error_code(&Error::InconsistentGroupProtocol("p".into())), 23);
+        assert_eq!(error_code(&Error::InvalidGroupId("".into())), 24);
+        assert_eq!(error_code(&Error::UnknownMemberId("m".into())), 25);
+        assert_eq!(error_code(&Error::InvalidSessionTimeout("1".into())), 26);
+        assert_eq!(error_code(&Error::RebalanceInProgress), 27);
+        assert_eq!(error_code(&Error::MemberIdRequired), 79);
+        assert_eq!(error_code(&Error::FencedInstanceId("i".into())), 82);
     }
 }

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
