@@ -37,6 +37,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // Non-transactional producers only. The crate decodes requests up to v5 (v6 is
     // two-phase commit, KIP-939).
     api(ApiKey::InitProducerId, 0, 5),
+    // The classic group protocol. Transaction coordinators (key type 1) are refused.
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    // v10 names topics by id; the crate ends at 9.
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
 ];
 
 /// The supported version range of `key`, or `None` if DLog does not answer it.
@@ -79,6 +88,6 @@ mod tests {
     fn unknown_versions_are_not_supported() {
         assert!(is_supported(ApiKey::Produce, 9));
         assert!(!is_supported(ApiKey::Produce, 2));
-        assert!(!is_supported(ApiKey::JoinGroup, 0));
+        assert!(!is_supported(ApiKey::JoinGroup, 10));
     }
 }

@@ -68,11 +68,13 @@ pub struct Shard {
     pub id: ShardId,
     pub shared: Arc<Shared>,
     partitions: RefCell<HashMap<TopicPartition, PartitionRef>>,
+    /// The groups whose `__consumer_offsets` partition this shard owns.
+    pub coordinator: crate::groups::Coordinator,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Shard {
-        Shard { id, shared, partitions: RefCell::new(HashMap::new()) }
+        Shard { id, shared, partitions: RefCell::new(HashMap::new()), coordinator: Default::default() }
     }
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionRef> {
@@ -188,6 +190,7 @@ impl Shard {
         let mut last_retention = crate::now_ms();
         loop {
             tick.tick().await;
+            self.coordinator.tick();
             let now = crate::now_ms();
             let run_retention = now - last_retention >= retention_every;
             if run_retention {

@@ -799,8 +799,8 @@ impl Group {
     /// True when an OffsetCommit from this member may be accepted: a known member of the
     /// current generation, or a simple (`generation` -1, no member) commit to an empty group.
     pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<()> {
-        if generation < 0 && member_id.is_empty() {
-            return if self.members.is_empty() { Ok(()) } else { Err(unknown(member_id)) };
+        if generation < 0 && self.members.is_empty() {
+            return Ok(());
         }
         self.check_member(member_id, instance_id, generation)?;
         if self.state == GroupState::PreparingRebalance {

@@ -89,6 +89,7 @@ fn describe(meta: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(wire_topic(&meta.name)))
         .with_topic_id(wire_uuid(meta.id))
+        .with_is_internal(&*meta.name == crate::groups::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -14,11 +14,18 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod topic_admin;
 
 use std::future::Future;
@@ -88,6 +95,22 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> Pending {
         RequestKind::InitProducerId(r) => {
             Reply::now(ResponseKind::InitProducerId(init_producer_id::handle(shard, r, version).await))
         }
+        RequestKind::FindCoordinator(r) => {
+            Reply::now(ResponseKind::FindCoordinator(find_coordinator::handle(shard, r, version).await))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            join_group::handle(shard, r, version, client_id).await
+        }
+        RequestKind::SyncGroup(r) => sync_group::handle(shard, r, version).await,
+        RequestKind::Heartbeat(r) => Reply::now(ResponseKind::Heartbeat(heartbeat::handle(shard, r).await)),
+        RequestKind::LeaveGroup(r) => {
+            Reply::now(ResponseKind::LeaveGroup(leave_group::handle(shard, r, version).await))
+        }
+        RequestKind::OffsetCommit(r) => Reply::now(ResponseKind::OffsetCommit(offset_commit::handle(shard, r).await)),
+        RequestKind::OffsetFetch(r) => {
+            Reply::now(ResponseKind::OffsetFetch(offset_fetch::handle(shard, r, version).await))
+        }
         other => {
             // The codec admits only registry APIs; reaching here is a registry/dispatch mismatch.
             tracing::error!(?api_key, "no handler for a registered API");
@@ -129,6 +152,13 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::FindCoordinator => "find_coordinator",
+        ApiKey::JoinGroup => "join_group",
+        ApiKey::SyncGroup => "sync_group",
+        ApiKey::Heartbeat => "heartbeat",
+        ApiKey::LeaveGroup => "leave_group",
+        ApiKey::OffsetCommit => "offset_commit",
+        ApiKey::OffsetFetch => "offset_fetch",
         _ => "other",
     }
 }

@@ -1,0 +1,392 @@
+//! A shard's part of the group coordinator: the groups whose `__consumer_offsets`
+//! partition this shard owns, their committed offsets, and the JoinGroup/SyncGroup
+//! requests waiting for an answer. Only the owner shard touches it (no locks).
+//!
+//! Committed offsets are records of that partition, in Kafka's own encoding (offset
+//! commit key v1, value v3; a null value deletes), appended through the normal
+//! partition log. A shard replays a partition the first time one of its groups is
+//! used after start, so commits survive a crash or restart.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use dlog_core::{Error, Offset, Result, TopicPartition};
+use dlog_protocol::records::{decode_records, encode_batch, new_record, Compression};
+use tokio::sync::oneshot;
+
+use super::state::{Group, GroupConfig, Join, JoinResult, Output, Sync, SyncResult, Token};
+use crate::partition::Partition;
+use crate::shard::Shard;
+
+/// The internal topic holding committed offsets, as Kafka names it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's default `offsets.topic.num.partitions`: the partition count fixes which
+/// partition (and so which coordinator) each group maps to, so it cannot change once
+/// groups exist; 50 leaves room to spread coordinators over a cluster later.
+pub const OFFSETS_PARTITIONS: i32 = 50;
+
+/// The `__consumer_offsets` partition of a group: Kafka's `abs(groupId.hashCode) % n`.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for c in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(c as i32);
+    }
+    // Kafka's Utils.abs maps i32::MIN to 0.
+    let h = if h == i32::MIN { 0 } else { h.abs() };
+    h % partitions
+}
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+/// A group's committed offsets by (topic, partition).
+pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+type JoinReply = std::result::Result<JoinResult, (Error, String)>;
+
+enum Waiter {
+    Join(oneshot::Sender<JoinReply>),
+    Sync(oneshot::Sender<Result<SyncResult>>),
+}
+
+/// The coordinator state of one shard.
+pub struct Coordinator {
+    config: GroupConfig,
+    groups: RefCell<HashMap<String, Group>>,
+    offsets: RefCell<HashMap<String, GroupOffsets>>,
+    waiting: RefCell<HashMap<Token, Waiter>>,
+    next_token: Cell<Token>,
+    loaded: RefCell<HashSet<i32>>,
+    clock: tokio::time::Instant,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Coordinator::new(GroupConfig::default())
+    }
+}
+
+impl Coordinator {
+    pub fn new(config: GroupConfig) -> Coordinator {
+        Coordinator {
+            config,
+            groups: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            loaded: RefCell::new(HashSet::new()),
+            clock: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds on the shard's monotonic clock.
+    pub fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn token(&self) -> Token {
+        let t = self.next_token.get();
+        self.next_token.set(t + 1);
+        t
+    }
+
+    fn deliver(&self, outputs: Vec<Output>) {
+        let mut waiting = self.waiting.borrow_mut();
+        for o in outputs {
+            match o {
+                Output::Join(t, r) => {
+                    if let Some(Waiter::Join(tx)) = waiting.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Output::Sync(t, r) => {
+                    if let Some(Waiter::Sync(tx)) = waiting.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on a group, creating it (empty) if needed.
+    pub fn with_group<T>(&self, id: &str, f: impl FnOnce(&mut Group) -> T) -> T {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.entry(id.to_string()).or_insert_with(|| Group::new(id, self.config.clone()));
+        f(g)
+    }
+
+    /// Runs `f` on a group that exists (has members or offsets).
+    pub fn existing_group<T>(&self, id: &str, f: impl FnOnce(&mut Group) -> T) -> Option<T> {
+        self.groups.borrow_mut().get_mut(id).map(f)
+    }
+
+    pub fn join(&self, id: &str, mut j: Join) -> oneshot::Receiver<JoinReply> {
+        let (tx, rx) = oneshot::channel();
+        j.token = self.token();
+        self.waiting.borrow_mut().insert(j.token, Waiter::Join(tx));
+        let now = self.now();
+        let out = self.with_group(id, |g| g.join(now, j));
+        self.deliver(out);
+        rx
+    }
+
+    pub fn sync(&self, id: &str, mut s: Sync) -> oneshot::Receiver<Result<SyncResult>> {
+        let (tx, rx) = oneshot::channel();
+        s.token = self.token();
+        self.waiting.borrow_mut().insert(s.token, Waiter::Sync(tx));
+        let now = self.now();
+        let (token, member) = (s.token, s.member_id.clone());
+        let out = self
+            .existing_group(id, |g| g.sync(now, s))
+            .unwrap_or_else(|| vec![Output::Sync(token, Err(Error::UnknownMemberId(member)))]);
+        self.deliver(out);
+        rx
+    }
+
+    pub fn heartbeat(&self, id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<()> {
+        let now = self.now();
+        self.existing_group(id, |g| g.heartbeat(now, member_id, instance_id, generation))
+            .unwrap_or_else(|| Err(Error::UnknownMemberId(member_id.to_string())))
+    }
+
+    pub fn leave(&self, id: &str, leaving: &[(String, Option<String>)]) -> Vec<Result<String>> {
+        let now = self.now();
+        match self.existing_group(id, |g| g.leave(now, leaving)) {
+            Some((results, out)) => {
+                self.deliver(out);
+                results
+            }
+            None => leaving.iter().map(|(m, _)| Err(Error::UnknownMemberId(m.clone()))).collect(),
+        }
+    }
+
+    /// Advances every group's clock (called by the shard's housekeeping).
+    pub fn tick(&self) {
+        let now = self.now();
+        let mut outputs = Vec::new();
+        for g in self.groups.borrow_mut().values_mut() {
+            if g.next_deadline().is_some_and(|d| d <= now) {
+                outputs.extend(g.tick(now));
+            }
+        }
+        self.deliver(outputs);
+    }
+
+    /// The committed offsets of a group.
+    pub fn offsets_of(&self, group: &str) -> GroupOffsets {
+        self.offsets.borrow().get(group).cloned().unwrap_or_default()
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups.borrow().get(group).is_some_and(|g| !g.is_empty())
+            || self.offsets.borrow().get(group).is_some_and(|o| !o.is_empty())
+    }
+
+    fn apply(&self, group: &str, topic: &str, partition: i32, value: Option<Committed>) {
+        let mut offsets = self.offsets.borrow_mut();
+        match value {
+            Some(c) => {
+                offsets.entry(group.to_string()).or_default().insert((topic.to_string(), partition), c);
+            }
+            None => {
+                if let Some(o) = offsets.get_mut(group) {
+                    o.remove(&(topic.to_string(), partition));
+                    if o.is_empty() {
+                        offsets.remove(group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replays partition `p` of the offsets topic once after start.
+    pub fn ensure_loaded(&self, shard: &Shard, p: i32) -> Result<()> {
+        if self.loaded.borrow().contains(&p) {
+            return Ok(());
+        }
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
+        let part = part.borrow();
+        let end = part.high_watermark();
+        let mut next = part.log.log_start_offset();
+        let mut records = 0usize;
+        while next < end {
+            let read = part.log.read(next, 1 << 20, end)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            let decoded = decode_records(&read.bytes).map_err(|e| Error::Storage(format!("{tp}: {e}")))?;
+            let Some(last) = decoded.last().map(|r| r.offset) else { break };
+            for r in decoded.into_iter().filter(|r| !r.control) {
+                if r.offset < next.0 {
+                    continue;
+                }
+                records += 1;
+                if let Some(key) = r.key.as_ref().and_then(|k| decode_key(k.clone())) {
+                    let value = r.value.and_then(decode_value);
+                    self.apply(&key.0, &key.1, key.2, value);
+                }
+            }
+            next = Offset(last + 1);
+        }
+        if records > 0 {
+            tracing::info!(partition = %tp, records, "loaded committed offsets");
+        }
+        self.loaded.borrow_mut().insert(p);
+        Ok(())
+    }
+
+    /// Appends commits (a `None` value deletes) to the group's partition and applies
+    /// them; resolves once durable per the topic's flush policy.
+    pub async fn write(
+        &self,
+        shard: &Shard,
+        group: &str,
+        entries: Vec<(String, i32, Option<Committed>)>,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let p = partition_for(group, OFFSETS_PARTITIONS);
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
+        let now = crate::now_ms();
+        let mut records: Vec<_> = entries
+            .iter()
+            .map(|(t, i, v)| new_record(Some(encode_key(group, t, *i)), v.as_ref().map(encode_value), now))
+            .collect();
+        let bytes = encode_batch(&mut records, Compression::None).map_err(Error::Storage)?;
+        let mut bytes = BytesMut::from(&bytes[..]);
+        let (_, durable) = Partition::append(&part, &mut bytes, now)?;
+        for (t, i, v) in entries {
+            self.apply(group, &t, i, v);
+        }
+        if let Some(rx) = durable {
+            rx.await.map_err(|_| Error::ShuttingDown)??;
+        }
+        Ok(())
+    }
+
+    /// Forgets a group's membership state (DeleteGroups).
+    pub fn remove_group(&self, group: &str) {
+        self.groups.borrow_mut().remove(group);
+    }
+
+    /// Every group this shard coordinates: (id, protocol type, state name).
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let mut out: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+        for g in self.groups.borrow().values() {
+            if !g.is_empty() {
+                out.insert(g.id.clone(), (g.protocol_type().unwrap_or("consumer").to_string(), g.state().name()));
+            }
+        }
+        for (id, o) in self.offsets.borrow().iter() {
+            if !o.is_empty() {
+                out.entry(id.clone()).or_insert_with(|| ("consumer".to_string(), "Empty"));
+            }
+        }
+        out.into_iter().map(|(id, (t, s))| (id, t, s)).collect()
+    }
+}
+
+/// Shared handle stored in the shard.
+pub type CoordinatorRef = Rc<Coordinator>;
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    buf.put_i16(s.len() as i16);
+    buf.put_slice(s.as_bytes());
+}
+
+fn get_string(buf: &mut Bytes) -> Option<String> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let n = buf.get_i16();
+    if n < 0 || buf.remaining() < n as usize {
+        return None;
+    }
+    let s = buf.split_to(n as usize);
+    String::from_utf8(s.to_vec()).ok()
+}
+
+/// Kafka's OffsetCommitKey v1: group, topic, partition.
+pub fn encode_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    put_string(&mut b, group);
+    put_string(&mut b, topic);
+    b.put_i32(partition);
+    b.freeze()
+}
+
+pub fn decode_key(mut b: Bytes) -> Option<(String, String, i32)> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let version = b.get_i16();
+    if !(0..=1).contains(&version) {
+        return None; // group metadata (version 2) and others
+    }
+    let group = get_string(&mut b)?;
+    let topic = get_string(&mut b)?;
+    if b.remaining() < 4 {
+        return None;
+    }
+    Some((group, topic, b.get_i32()))
+}
+
+/// Kafka's OffsetCommitValue v3: offset, leader epoch, metadata, commit timestamp.
+pub fn encode_value(c: &Committed) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    b.put_i64(c.offset);
+    b.put_i32(c.leader_epoch);
+    put_string(&mut b, &c.metadata);
+    b.put_i64(c.commit_timestamp);
+    b.freeze()
+}
+
+pub fn decode_value(mut b: Bytes) -> Option<Committed> {
+    if b.remaining() < 2 || b.get_i16() != 3 || b.remaining() < 12 {
+        return None;
+    }
+    let offset = b.get_i64();
+    let leader_epoch = b.get_i32();
+    let metadata = get_string(&mut b)?;
+    if b.remaining() < 8 {
+        return None;
+    }
+    Some(Committed { offset, leader_epoch, metadata, commit_timestamp: b.get_i64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_partitions_as_kafka_maps_them() {
+        let h = "my-group".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+        assert_eq!(partition_for("my-group", 50), h.abs() % 50);
+        assert_eq!(partition_for("", 50), 0);
+        for g in ["a", "group-1", "compat", "x".repeat(100).as_str()] {
+            assert!((0..50).contains(&partition_for(g, 50)));
+        }
+    }
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        let k = encode_key("g", "t", 7);
+        assert_eq!(decode_key(k), Some(("g".into(), "t".into(), 7)));
+        let c = Committed { offset: 42, leader_epoch: -1, metadata: "m".into(), commit_timestamp: 5 };
+        assert_eq!(decode_value(encode_value(&c)), Some(c));
+        assert_eq!(decode_key(Bytes::from_static(&[0, 2, 0, 1, b'g'])), None, "group metadata keys are skipped");
+    }
+}

@@ -1,0 +1,64 @@
+//! OffsetCommit: a member of the current generation (or anyone, with generation -1, for
+//! a group without members) stores offsets. Each request is one append to the group's
+//! `__consumer_offsets` partition, answered once durable per that topic's flush policy.
+
+use std::rc::Rc;
+
+use dlog_core::Result;
+use dlog_protocol::errors::result_code;
+use dlog_protocol::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use dlog_protocol::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::groups::{self, coordinator::Committed};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let now = crate::now_ms();
+    let entries: Vec<(String, i32, Option<Committed>)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let c = Committed {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                (t.name.0.to_string(), p.partition_index, Some(c))
+            })
+        })
+        .collect();
+    let (g, member) = (group.clone(), request.member_id.to_string());
+    let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
+    let generation = request.generation_id_or_member_epoch;
+    let result: Result<()> = groups::on_coordinator(shard, &group, move |s| async move {
+        s.coordinator.with_group(&g, |grp| grp.check_commit(&member, instance.as_deref(), generation))?;
+        s.coordinator.write(&s, &g, entries).await
+    })
+    .await;
+    if let Err(e) = &result {
+        tracing::debug!(group, error = %e, "OffsetCommit refused");
+    }
+    let code = result_code(&result);
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
