@@ -11,11 +11,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dlog_core::{limits, Error, Offset, Result, TopicPartition};
+use std::collections::BTreeMap;
+
+use dlog_core::{limits, Error, Offset, Result, ShardId, TopicPartition};
 use dlog_protocol::errors::error_code;
 use dlog_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use dlog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use futures_util::future::select_all;
+use futures_util::future::{join_all, select_all};
 
 use crate::shard::Shard;
 
@@ -128,57 +130,81 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     FetchResponse::default().with_responses(responses).with_session_id(0)
 }
 
-/// Reads every wanted partition in request order, sharing the response byte budget.
+/// Reads every wanted partition, each shard's partitions in one job and the shards in
+/// parallel, then applies the response budget in request order: the first data may
+/// exceed the limits (KIP-74), later partitions whose data would cross
+/// `partition_max_bytes` or the response's `max_bytes` are returned empty (their high
+/// watermark still tells the client there is more).
 async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Result<Got>> {
-    let mut out = Vec::with_capacity(wants.len());
-    let mut total = 0usize;
-    for w in wants {
+    let mut out: Vec<Option<Result<Got>>> = (0..wants.len()).map(|_| None).collect();
+    let mut by_shard: BTreeMap<ShardId, Vec<Read>> = BTreeMap::new();
+    for (index, w) in wants.iter().enumerate() {
         let Some(tp) = w.tp.clone() else {
-            out.push(Err(Error::UnknownTopicOrPartition(format!("topic of partition {}", w.partition))));
+            out[index] = Some(Err(Error::UnknownTopicOrPartition(format!("topic of partition {}", w.partition))));
             continue;
         };
-        let remaining = max_bytes.saturating_sub(total);
-        let limit = w.partition_max_bytes.min(remaining);
-        let first = total == 0;
-        if limit == 0 && !first {
-            out.push(empty_read(shard, &tp, w).await);
-            continue;
-        }
-        let fetch_offset = w.fetch_offset;
-        let epoch = w.current_leader_epoch;
-        let result = shard
-            .with_partition(tp, move |p| {
-                let p = p.borrow();
-                p.check_epoch(epoch)?;
-                let hw = p.high_watermark();
-                let read = p.log.read(Offset(fetch_offset), limit.max(1), hw)?;
-                Ok(Got { bytes: read.bytes, high_watermark: hw.0, log_start_offset: read.log_start_offset.0 })
-            })
-            .await;
-        let result = match result {
-            // KIP-74: only the first data in the response may exceed the limits.
-            Ok(g) if !first && g.bytes.len() > limit => Ok(Got { bytes: Bytes::new(), ..g }),
-            other => other,
+        let read = Read {
+            index,
+            fetch_offset: w.fetch_offset,
+            limit: w.partition_max_bytes.min(max_bytes).max(1),
+            epoch: w.current_leader_epoch,
+            tp,
         };
-        if let Ok(g) = &result {
-            total += g.bytes.len();
-        }
-        out.push(result);
+        by_shard.entry(shard.shared.owner(&read.tp)).or_default().push(read);
     }
-    out
+    let jobs = by_shard.into_iter().map(|(owner, reads)| {
+        shard.run_on(owner, move |s| async move {
+            reads.into_iter().map(|r| (r.index, read_one(&s, &r))).collect::<Vec<_>>()
+        })
+    });
+    for done in join_all(jobs).await {
+        match done {
+            Ok(results) => {
+                for (index, result) in results {
+                    out[index] = Some(result);
+                }
+            }
+            Err(e) => {
+                // The shard is gone (shutdown): every read it owed fails alike.
+                for slot in out.iter_mut().filter(|s| s.is_none()) {
+                    *slot = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    let mut total = 0usize;
+    out.into_iter()
+        .zip(wants)
+        .map(|(result, w)| {
+            let result = result.expect("every wanted partition was read or failed");
+            match result {
+                Ok(g) if total > 0 && (g.bytes.len() > w.partition_max_bytes || total + g.bytes.len() > max_bytes) => {
+                    Ok(Got { bytes: Bytes::new(), ..g })
+                }
+                Ok(g) => {
+                    total += g.bytes.len();
+                    Ok(g)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .collect()
 }
 
-async fn empty_read(shard: &Rc<Shard>, tp: &TopicPartition, w: &Want) -> Result<Got> {
-    let epoch = w.current_leader_epoch;
-    shard
-        .with_partition(tp.clone(), move |p| {
-            let p = p.borrow();
-            p.check_epoch(epoch)?;
-            Ok(Got {
-                bytes: Bytes::new(),
-                high_watermark: p.high_watermark().0,
-                log_start_offset: p.log.log_start_offset().0,
-            })
-        })
-        .await
+/// One partition read, as sent to its owner shard.
+struct Read {
+    index: usize,
+    tp: TopicPartition,
+    fetch_offset: i64,
+    limit: usize,
+    epoch: i32,
+}
+
+fn read_one(shard: &Shard, r: &Read) -> Result<Got> {
+    let p = shard.partition(&r.tp).ok_or_else(|| Error::UnknownTopicOrPartition(r.tp.to_string()))?;
+    let p = p.borrow();
+    p.check_epoch(r.epoch)?;
+    let hw = p.high_watermark();
+    let read = p.log.read(Offset(r.fetch_offset), r.limit, hw)?;
+    Ok(Got { bytes: read.bytes, high_watermark: hw.0, log_start_offset: read.log_start_offset.0 })
 }
