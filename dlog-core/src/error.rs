@@ -69,6 +69,12 @@ pub enum Error {
     MemberIdRequired,
     #[error("fenced static member: {0}")]
     FencedInstanceId(String),
+    #[error("the group is not empty: {0}")]
+    NonEmptyGroup(String),
+    #[error("group {0:?} does not exist")]
+    GroupIdNotFound(String),
+    #[error("the group is subscribed to the topic: {0}")]
+    GroupSubscribedToTopic(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -42,6 +42,9 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::RebalanceInProgress => ResponseError::RebalanceInProgress,
         Error::MemberIdRequired => ResponseError::MemberIdRequired,
         Error::FencedInstanceId(_) => ResponseError::FencedInstanceId,
+        Error::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
+        Error::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
+        Error::GroupSubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,
     }
 }
 
@@ -89,5 +92,8 @@ mod tests {
         assert_eq!(error_code(&Error::RebalanceInProgress), 27);
         assert_eq!(error_code(&Error::MemberIdRequired), 79);
         assert_eq!(error_code(&Error::FencedInstanceId("i".into())), 82);
+        assert_eq!(error_code(&Error::NonEmptyGroup("g".into())), 68);
+        assert_eq!(error_code(&Error::GroupIdNotFound("g".into())), 69);
+        assert_eq!(error_code(&Error::GroupSubscribedToTopic("t".into())), 86);
     }
 }

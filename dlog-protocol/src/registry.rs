@@ -46,6 +46,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // v10 names topics by id; the crate ends at 9.
     api(ApiKey::OffsetCommit, 2, 9),
     api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The supported version range of `key`, or `None` if DLog does not answer it.

@@ -1,5 +1,6 @@
 """Consumer groups with real clients: subscribe(), rebalances as members leave, rejoin
-and die, cooperative-sticky assignment, and committed offsets across a SIGKILL."""
+and die, cooperative-sticky assignment, committed offsets across a SIGKILL, and the
+admin clients' view of groups."""
 
 import os
 import signal
@@ -8,10 +9,10 @@ import sys
 import time
 
 from confluent_kafka import Consumer, TopicPartition
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 
-from helpers import Rec, ck_conf, ck_produce, create_topic, wait_topic, wait_until
+from helpers import Rec, ck_admin, ck_conf, ck_produce, create_topic, wait_topic, wait_until
 
 T = 60
 SESSION_MS = 6000
@@ -223,3 +224,47 @@ def test_a_member_killed_with_sigkill_is_evicted_after_its_session_timeout(broke
             proc.kill()
             proc.wait()
         a.close()
+
+
+def test_admin_clients_list_describe_and_delete_groups(broker, topic_name):
+    create_topic(broker, topic_name, 2)
+    wait_topic(broker, topic_name, 2)
+    group = f"g-{topic_name}"
+    c = _group_consumer(broker, group)
+    c.subscribe([topic_name])
+    seen: dict = {}
+    admin = ck_admin(broker)
+    try:
+        wait_until(lambda: (_poll_all([c], seen), _assigned(c) == {0, 1})[1], T, "the member owns both partitions")
+
+        def listed():
+            r = admin.list_consumer_groups(request_timeout=10).result()
+            return [g for g in r.valid if g.group_id == group]
+        wait_until(listed, T, "the group in ListGroups")
+        d = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+        assert d.state.name == "STABLE"
+        assert len(d.members) == 1
+        assert {tp.partition for tp in d.members[0].assignment.topic_partitions} == {0, 1}
+
+        ka = KafkaAdminClient(bootstrap_servers=broker)
+        try:
+            assert group in [g["group_id"] for g in ka.list_groups()]
+            kd = ka.describe_groups([group])[group]
+            assert kd["error"] is None
+            assert kd["group_state"] == "Stable" and len(kd["members"]) == 1
+        finally:
+            ka.close()
+        c.commit(offsets=[TopicPartition(topic_name, 0, 1)], asynchronous=False)
+    finally:
+        c.close()
+
+    def deleted():
+        admin.delete_consumer_groups([group], request_timeout=10)[group].result()
+        return True
+    wait_until(deleted, T, "the emptied group deleted")
+    back = Consumer(ck_conf(broker, **{"group.id": group}))
+    try:
+        (tp,) = back.committed([TopicPartition(topic_name, 0)], timeout=10)
+        assert tp.offset < 0, "offsets went with the group"
+    finally:
+        back.close()

@@ -317,6 +317,25 @@ fn get_string(buf: &mut Bytes) -> Option<String> {
     String::from_utf8(s.to_vec()).ok()
 }
 
+/// The topics in a consumer's subscription metadata (ConsumerProtocolSubscription:
+/// version, then an array of topic names); empty when it does not parse.
+pub fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    let mut b = metadata.clone();
+    if b.remaining() < 6 {
+        return Vec::new();
+    }
+    b.get_i16();
+    let n = b.get_i32();
+    let mut topics = Vec::new();
+    for _ in 0..n.max(0) {
+        match get_string(&mut b) {
+            Some(t) => topics.push(t),
+            None => break,
+        }
+    }
+    topics
+}
+
 /// Kafka's OffsetCommitKey v1: group, topic, partition.
 pub fn encode_key(group: &str, topic: &str, partition: i32) -> Bytes {
     let mut b = BytesMut::new();
@@ -379,6 +398,18 @@ mod tests {
         for g in ["a", "group-1", "compat", "x".repeat(100).as_str()] {
             assert!((0..50).contains(&partition_for(g, 50)));
         }
+    }
+
+    #[test]
+    fn subscriptions_name_their_topics() {
+        let mut b = BytesMut::new();
+        b.put_i16(1);
+        b.put_i32(2);
+        put_string(&mut b, "a");
+        put_string(&mut b, "bb");
+        b.put_i32(-1); // user data
+        assert_eq!(subscribed_topics(&b.freeze()), vec!["a".to_string(), "bb".to_string()]);
+        assert!(subscribed_topics(&Bytes::from_static(b"x")).is_empty());
     }
 
     #[test]

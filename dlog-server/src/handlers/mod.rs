@@ -9,19 +9,23 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -111,6 +115,14 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> Pending {
         RequestKind::OffsetFetch(r) => {
             Reply::now(ResponseKind::OffsetFetch(offset_fetch::handle(shard, r, version).await))
         }
+        RequestKind::ListGroups(r) => {
+            Reply::now(ResponseKind::ListGroups(list_groups::handle(shard, r, version).await))
+        }
+        RequestKind::DescribeGroups(r) => {
+            Reply::now(ResponseKind::DescribeGroups(describe_groups::handle(shard, r, version).await))
+        }
+        RequestKind::DeleteGroups(r) => Reply::now(ResponseKind::DeleteGroups(delete_groups::handle(shard, r).await)),
+        RequestKind::OffsetDelete(r) => Reply::now(ResponseKind::OffsetDelete(offset_delete::handle(shard, r).await)),
         other => {
             // The codec admits only registry APIs; reaching here is a registry/dispatch mismatch.
             tracing::error!(?api_key, "no handler for a registered API");
@@ -159,6 +171,10 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::LeaveGroup => "leave_group",
         ApiKey::OffsetCommit => "offset_commit",
         ApiKey::OffsetFetch => "offset_fetch",
+        ApiKey::ListGroups => "list_groups",
+        ApiKey::DescribeGroups => "describe_groups",
+        ApiKey::DeleteGroups => "delete_groups",
+        ApiKey::OffsetDelete => "offset_delete",
         _ => "other",
     }
 }

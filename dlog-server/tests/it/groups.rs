@@ -247,3 +247,55 @@ fn committed_offsets_are_fetched_per_group_and_survive_a_restart() {
     let r = fetch_offsets(&mut c, &[("", None)]);
     assert_eq!(r[0].0, 24, "INVALID_GROUP_ID");
 }
+
+#[test]
+fn groups_are_listed_described_and_deleted() {
+    use dlog_protocol::kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use dlog_protocol::kafka_protocol::messages::{
+        DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetDeleteRequest,
+    };
+    let t = TestBroker::start();
+    let mut c = t.client();
+    let member = join(&mut c, "live", "", Some("i1"));
+    assert_eq!(member.error_code, 0);
+    let mid = member.member_id.to_string();
+    assert_eq!(sync(&mut c, "live", &mid, 1, &[(&mid, "A")]).0, 0);
+    assert_eq!(commit(&mut c, "idle", "", -1, "t", &[(0, 3), (1, 4)]), vec![0, 0]);
+
+    let r = c.call_any(ApiKey::ListGroups, ListGroupsRequest::default()).unwrap();
+    let mut listed: Vec<(String, String)> =
+        r.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string())).collect();
+    listed.sort();
+    assert_eq!(listed, vec![("idle".into(), "Empty".into()), ("live".into(), "Stable".into())]);
+    let r = c.call_any(ApiKey::ListGroups, ListGroupsRequest::default().with_states_filter(vec![s("Stable")])).unwrap();
+    assert_eq!(r.groups.len(), 1);
+
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("live")), GroupId(s("nope"))]);
+    let r = c.call_any(ApiKey::DescribeGroups, request).unwrap();
+    assert_eq!(r.groups[0].group_state.to_string(), "Stable");
+    assert_eq!(r.groups[0].protocol_data.to_string(), "range");
+    assert_eq!(r.groups[0].members.len(), 1);
+    assert_eq!(r.groups[0].members[0].member_assignment, Bytes::from("A"));
+    assert_eq!(r.groups[0].members[0].group_instance_id.as_ref().map(|i| i.to_string()).as_deref(), Some("i1"));
+    assert_eq!((r.groups[1].error_code, r.groups[1].group_state.to_string()), (0, "Dead".to_string()));
+
+    let request = OffsetDeleteRequest::default().with_group_id(GroupId(s("idle"))).with_topics(vec![
+        OffsetDeleteRequestTopic::default()
+            .with_name(topic_name("t"))
+            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+    ]);
+    let r = c.call_any(ApiKey::OffsetDelete, request).unwrap();
+    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+    assert_eq!(fetch_offsets(&mut c, &[("idle", None)])[0], (0, vec![("t".into(), 1, 4)]));
+
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![
+        GroupId(s("live")),
+        GroupId(s("idle")),
+        GroupId(s("never")),
+    ]);
+    let r = c.call_any(ApiKey::DeleteGroups, request).unwrap();
+    assert_eq!(r.results.iter().map(|g| g.error_code).collect::<Vec<_>>(), vec![68, 0, 69]);
+    assert_eq!(fetch_offsets(&mut c, &[("idle", None)])[0], (0, vec![]));
+}

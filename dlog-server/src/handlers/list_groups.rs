@@ -1,0 +1,34 @@
+//! ListGroups: every group coordinated on any shard (with members or committed
+//! offsets), filtered by state (v4+) and type (v5+; all groups here are "classic").
+
+use std::rc::Rc;
+
+use dlog_core::ShardId;
+use dlog_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use dlog_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::wire;
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let mut groups = Vec::new();
+    for i in 0..shard.shared.senders.len() {
+        let Ok(listed) = shard.run_on(ShardId(i), |s| async move { s.coordinator.list() }).await else {
+            continue;
+        };
+        for (id, protocol_type, state) in listed {
+            if !states.is_empty() && !states.contains(&state.to_lowercase()) {
+                continue;
+            }
+            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+                continue;
+            }
+            let g = ListedGroup::default().with_group_id(GroupId(wire(&id))).with_protocol_type(wire(&protocol_type));
+            let g = if version >= 4 { g.with_group_state(wire(state)) } else { g };
+            groups.push(if version >= 5 { g.with_group_type(wire("classic")) } else { g });
+        }
+    }
+    ListGroupsResponse::default().with_groups(groups)
+}
