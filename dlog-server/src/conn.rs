@@ -51,7 +51,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     break 'conn;
                 }
             };
-            match handle_frame(&shard, frame).await {
+            match handle_frame(&shard, frame, peer).await {
                 Ok(pending) => {
                     if tx.send(pending).await.is_err() {
                         break 'conn;
@@ -79,9 +79,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     metrics::gauge!("dlog_connections").decrement(1.0);
 }
 
-async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CodecError> {
+async fn handle_frame(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Result<Pending, CodecError> {
     match codec::decode_request(frame) {
-        Ok(request) => Ok(handlers::dispatch(shard, request).await),
+        Ok(request) => Ok(handlers::dispatch(shard, request, peer).await),
         Err(CodecError::UnsupportedVersion {
             api_key: dlog_protocol::kafka_protocol::messages::ApiKey::ApiVersions,
             version,

@@ -245,6 +245,7 @@ def test_admin_clients_list_describe_and_delete_groups(broker, topic_name):
         assert d.state.name == "STABLE"
         assert len(d.members) == 1
         assert {tp.partition for tp in d.members[0].assignment.topic_partitions} == {0, 1}
+        assert d.members[0].host.lstrip("/") == "127.0.0.1"
 
         ka = KafkaAdminClient(bootstrap_servers=broker)
         try:

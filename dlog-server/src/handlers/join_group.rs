@@ -13,7 +13,13 @@ use super::{wire, Reply};
 use crate::groups::{self, state::Join};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: JoinGroupRequest, version: i16, client_id: String) -> Reply {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> Reply {
     let group = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
     let join = Join {
@@ -21,7 +27,7 @@ pub async fn handle(shard: &Rc<Shard>, request: JoinGroupRequest, version: i16, 
         member_id: member_id.clone(),
         instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
         client_id,
-        client_host: String::from("/"),
+        client_host,
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout stands in, as in Kafka.
         rebalance_timeout_ms: if version >= 1 { request.rebalance_timeout_ms } else { request.session_timeout_ms },

@@ -58,8 +58,8 @@ impl Reply {
     }
 }
 
-/// Runs the handler of `request` and returns its pending encoded response.
-pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> Pending {
+/// Runs the handler of `request`, sent by `peer`, and returns its pending encoded response.
+pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::SocketAddr) -> Pending {
     let Request { header, api_key, version, body } = request;
     let correlation_id = header.correlation_id;
     metrics::counter!("dlog_requests_total", "api" => api_name(api_key)).increment(1);
@@ -104,7 +104,8 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request) -> Pending {
         }
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-            join_group::handle(shard, r, version, client_id).await
+            // Kafka reports a member's host as "/<ip>".
+            join_group::handle(shard, r, version, client_id, format!("/{}", peer.ip())).await
         }
         RequestKind::SyncGroup(r) => sync_group::handle(shard, r, version).await,
         RequestKind::Heartbeat(r) => Reply::now(ResponseKind::Heartbeat(heartbeat::handle(shard, r).await)),

@@ -278,6 +278,8 @@ fn groups_are_listed_described_and_deleted() {
     assert_eq!(r.groups[0].protocol_data.to_string(), "range");
     assert_eq!(r.groups[0].members.len(), 1);
     assert_eq!(r.groups[0].members[0].member_assignment, Bytes::from("A"));
+    assert_eq!(r.groups[0].members[0].client_host.to_string(), "/127.0.0.1");
+    assert_eq!(r.groups[0].members[0].client_id.to_string(), "dlog-cli");
     assert_eq!(r.groups[0].members[0].group_instance_id.as_ref().map(|i| i.to_string()).as_deref(), Some("i1"));
     assert_eq!((r.groups[1].error_code, r.groups[1].group_state.to_string()), (0, "Dead".to_string()));
 
