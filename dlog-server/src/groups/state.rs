@@ -796,14 +796,19 @@ impl Group {
         out
     }
 
-    /// True when an OffsetCommit from this member may be accepted: a known member of the
-    /// current generation, or a simple (`generation` -1, no member) commit to an empty group.
+    /// Whether an OffsetCommit from this member may be accepted: a known member of the
+    /// current generation, or a simple (`generation` -1) commit to a group without members.
+    ///
+    /// As in Kafka, commits are accepted while a rebalance is being prepared: the
+    /// generation is still the members' one, and eager consumers commit what they
+    /// consumed when told to rejoin, before giving up their partitions. Between the join
+    /// and the sync (CompletingRebalance) the member has not got its new assignment yet.
     pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<()> {
         if generation < 0 && self.members.is_empty() {
             return Ok(());
         }
         self.check_member(member_id, instance_id, generation)?;
-        if self.state == GroupState::PreparingRebalance {
+        if self.state == GroupState::CompletingRebalance {
             return Err(Error::RebalanceInProgress);
         }
         Ok(())
