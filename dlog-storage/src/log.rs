@@ -286,15 +286,7 @@ impl PartitionLog {
             Some(p) => (p.position, p.flushed, active.load_index_prefix(p.position, p.flushed, p.max_ts)?),
             None => {
                 let (index_file, time_file) = active.open_index_files()?;
-                let empty = SegmentIndex {
-                    index_file,
-                    time_file,
-                    offsets: Vec::new(),
-                    times: Vec::new(),
-                    max_ts: None,
-                    bytes_since_entry: 0,
-                };
-                (0, base, empty)
+                (0, base, SegmentIndex::empty(index_file, time_file))
             }
         };
         let scan = active.scan(start_pos, expected, true, |pos, h| {

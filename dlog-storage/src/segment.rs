@@ -80,6 +80,18 @@ pub(crate) struct NewEntries {
 }
 
 impl SegmentIndex {
+    /// An index with no entries over the given (already truncated or empty) files.
+    pub(crate) fn empty(index_file: Arc<File>, time_file: Arc<File>) -> SegmentIndex {
+        SegmentIndex {
+            index_file,
+            time_file,
+            offsets: Vec::new(),
+            times: Vec::new(),
+            max_ts: None,
+            bytes_since_entry: 0,
+        }
+    }
+
     /// Accounts for one batch appended at `pos`: adds the sparse entries it triggers.
     pub(crate) fn on_batch(&mut self, base: Offset, pos: u64, h: &BatchHeader, interval_bytes: u64) -> NewEntries {
         let mut added = NewEntries::default();
@@ -203,14 +215,10 @@ impl Segment {
     pub(crate) fn create(dir: &Path, base: Offset) -> Result<Segment> {
         let log_path = segment_path(dir, base, LOG_SUFFIX);
         let log = open_rw(&log_path, true)?;
-        let index = SegmentIndex {
-            index_file: Arc::new(open_rw(&segment_path(dir, base, INDEX_SUFFIX), true)?),
-            time_file: Arc::new(open_rw(&segment_path(dir, base, TIME_INDEX_SUFFIX), true)?),
-            offsets: Vec::new(),
-            times: Vec::new(),
-            max_ts: None,
-            bytes_since_entry: 0,
-        };
+        let index = SegmentIndex::empty(
+            Arc::new(open_rw(&segment_path(dir, base, INDEX_SUFFIX), true)?),
+            Arc::new(open_rw(&segment_path(dir, base, TIME_INDEX_SUFFIX), true)?),
+        );
         Ok(Segment { base, log_path, log: Arc::new(log), size: 0, index: OnceCell::from(index) })
     }
 
@@ -374,14 +382,7 @@ impl Segment {
         time_file: Arc<File>,
         interval_bytes: u64,
     ) -> Result<(SegmentIndex, ScanEnd)> {
-        let mut index = SegmentIndex {
-            index_file,
-            time_file,
-            offsets: Vec::new(),
-            times: Vec::new(),
-            max_ts: None,
-            bytes_since_entry: 0,
-        };
+        let mut index = SegmentIndex::empty(index_file, time_file);
         let scan = self.scan(0, self.base, false, |pos, h| {
             index.on_batch(self.base, pos, h, interval_bytes);
         })?;

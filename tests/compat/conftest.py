@@ -258,14 +258,19 @@ def target() -> str:
     return TARGET
 
 
-@pytest.fixture(scope="session")
-def _session_broker(tmp_path_factory):
-    b = _new_broker(tmp_path_factory.getbasetemp(), "shared")
+def _running_broker(tmp_path_factory, name):
+    """Starts a broker, yields it, and at teardown stops it and checks it exits cleanly."""
+    b = _new_broker(tmp_path_factory.getbasetemp(), name)
     b.start()
     yield b
     if b.alive():
         rc = b.stop()
         _assert_clean_exit(b, rc)
+
+
+@pytest.fixture(scope="session")
+def _session_broker(tmp_path_factory):
+    yield from _running_broker(tmp_path_factory, "shared")
 
 
 @pytest.fixture
@@ -291,12 +296,7 @@ def broker_proc(_session_broker) -> Broker:
 @pytest.fixture
 def own_broker(tmp_path_factory):
     """A fresh, private broker (own data dir) that the test may SIGKILL/restart."""
-    b = _new_broker(tmp_path_factory.getbasetemp(), "own")
-    b.start()
-    yield b
-    if b.alive():
-        rc = b.stop()
-        _assert_clean_exit(b, rc)
+    yield from _running_broker(tmp_path_factory, "own")
 
 
 @pytest.fixture
