@@ -75,6 +75,10 @@ pub enum Error {
     GroupIdNotFound(String),
     #[error("the group is subscribed to the topic: {0}")]
     GroupSubscribedToTopic(String),
+    #[error("the group is full: {0}")]
+    GroupMaxSizeReached(String),
+    #[error("offset metadata too large: {0}")]
+    OffsetMetadataTooLarge(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

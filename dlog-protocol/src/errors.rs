@@ -45,6 +45,8 @@ pub fn response_error(e: &Error) -> ResponseError {
         Error::NonEmptyGroup(_) => ResponseError::NonEmptyGroup,
         Error::GroupIdNotFound(_) => ResponseError::GroupIdNotFound,
         Error::GroupSubscribedToTopic(_) => ResponseError::GroupSubscribedToTopic,
+        Error::GroupMaxSizeReached(_) => ResponseError::GroupMaxSizeReached,
+        Error::OffsetMetadataTooLarge(_) => ResponseError::OffsetMetadataTooLarge,
     }
 }
 
@@ -94,6 +96,8 @@ mod tests {
         assert_eq!(error_code(&Error::FencedInstanceId("i".into())), 82);
         assert_eq!(error_code(&Error::NonEmptyGroup("g".into())), 68);
         assert_eq!(error_code(&Error::GroupIdNotFound("g".into())), 69);
+        assert_eq!(error_code(&Error::GroupMaxSizeReached("g".into())), 81);
+        assert_eq!(error_code(&Error::OffsetMetadataTooLarge("m".into())), 12);
         assert_eq!(error_code(&Error::GroupSubscribedToTopic("t".into())), 86);
     }
 }

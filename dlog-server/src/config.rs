@@ -7,6 +7,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use dlog_core::{NodeId, TopicConfig};
+
+use crate::groups::CoordinatorConfig;
 use serde::Deserialize;
 
 /// `dlog broker` flags. Each is optional so that the file can fill what flags and
@@ -52,6 +54,9 @@ struct FileConfig {
     /// Broker-wide defaults of topic configs, by topic config name
     /// (`[topic_defaults] "flush.ms" = "1000"`).
     topic_defaults: Option<BTreeMap<String, toml::Value>>,
+    /// Group coordinator settings by Kafka's broker config names
+    /// (`[groups] "group.max.size" = 100`).
+    groups: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// The resolved broker configuration.
@@ -70,6 +75,7 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicConfig,
     pub socket_request_max_bytes: usize,
     pub retention_check_interval_ms: u64,
+    pub coordinator: CoordinatorConfig,
 }
 
 /// A configuration problem, naming its source.
@@ -143,6 +149,7 @@ impl BrokerConfig {
             };
             topic_defaults.set(&k, &value).map_err(|e| ConfigProblem(format!("topic_defaults: {e}")))?;
         }
+        let coordinator = coordinator_config(file.groups.unwrap_or_default())?;
         Ok(BrokerConfig {
             node_id: NodeId(node_id),
             data_dir,
@@ -156,8 +163,39 @@ impl BrokerConfig {
             topic_defaults,
             socket_request_max_bytes: dlog_core::limits::SOCKET_REQUEST_MAX_BYTES,
             retention_check_interval_ms: 300_000,
+            coordinator,
         })
     }
+}
+
+/// The `[groups]` table: Kafka's names, Kafka's defaults, Kafka's bounds.
+fn coordinator_config(table: BTreeMap<String, toml::Value>) -> Result<CoordinatorConfig, ConfigProblem> {
+    let mut c = CoordinatorConfig::default();
+    for (key, value) in table {
+        let bad = |why: &str| ConfigProblem(format!("groups.{key:?}: {value} {why}"));
+        let n = value.as_integer().ok_or_else(|| bad("is not an integer"))?;
+        let positive = |n: i64| if n > 0 { Ok(n) } else { Err(bad("must be positive")) };
+        match key.as_str() {
+            "group.initial.rebalance.delay.ms" if n >= 0 => c.group.initial_rebalance_delay_ms = n as u64,
+            "group.min.session.timeout.ms" => c.group.min_session_timeout_ms = positive(n)?.min(i32::MAX as i64) as i32,
+            "group.max.session.timeout.ms" => c.group.max_session_timeout_ms = positive(n)?.min(i32::MAX as i64) as i32,
+            "group.max.size" => c.group.max_size = positive(n)? as usize,
+            "offsets.retention.minutes" => c.offsets_retention_ms = positive(n)?.saturating_mul(60_000),
+            "offsets.retention.check.interval.ms" => c.offsets_retention_check_interval_ms = positive(n)?,
+            "offset.metadata.max.bytes" if n >= 0 => c.offset_metadata_max_bytes = n as usize,
+            "group.initial.rebalance.delay.ms" | "offset.metadata.max.bytes" => {
+                return Err(bad("must not be negative"))
+            }
+            _ => return Err(ConfigProblem(format!("groups: unknown key {key:?}"))),
+        }
+    }
+    if c.group.min_session_timeout_ms > c.group.max_session_timeout_ms {
+        return Err(ConfigProblem(format!(
+            "groups: group.min.session.timeout.ms ({}) is above group.max.session.timeout.ms ({})",
+            c.group.min_session_timeout_ms, c.group.max_session_timeout_ms
+        )));
+    }
+    Ok(c)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigProblem> {
@@ -214,5 +252,28 @@ mod tests {
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("listn"));
         let args = BrokerArgs { advertise: Some("host:notaport".into()), ..Default::default() };
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("--advertise"));
+    }
+
+    #[test]
+    fn group_settings_use_kafka_names_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dlog.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            BrokerConfig::resolve(&BrokerArgs { config: Some(file.clone()), ..Default::default() })
+        };
+        let c = resolve(
+            "[groups]\n\"group.max.size\" = 5\n\"offsets.retention.minutes\" = 2\n\"group.initial.rebalance.delay.ms\" = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.coordinator.group.max_size, 5);
+        assert_eq!(c.coordinator.offsets_retention_ms, 120_000);
+        assert_eq!(c.coordinator.group.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.coordinator.offset_metadata_max_bytes, 4096, "untouched keys keep Kafka's default");
+        assert!(resolve("[groups]\n\"group.max.sise\" = 5\n").unwrap_err().0.contains("group.max.sise"));
+        assert!(resolve("[groups]\n\"group.max.size\" = 0\n").unwrap_err().0.contains("positive"));
+        assert!(resolve("[groups]\n\"group.max.size\" = \"x\"\n").unwrap_err().0.contains("integer"));
+        let e = resolve("[groups]\n\"group.min.session.timeout.ms\" = 10\n\"group.max.session.timeout.ms\" = 5\n");
+        assert!(e.unwrap_err().0.contains("group.min.session.timeout.ms"));
     }
 }

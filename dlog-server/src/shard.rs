@@ -74,7 +74,8 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Shard {
-        Shard { id, shared, partitions: RefCell::new(HashMap::new()), coordinator: Default::default() }
+        let coordinator = crate::groups::Coordinator::new(shared.config.coordinator.clone());
+        Shard { id, shared, partitions: RefCell::new(HashMap::new()), coordinator }
     }
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionRef> {
@@ -188,9 +189,15 @@ impl Shard {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let retention_every = self.shared.config.retention_check_interval_ms as i64;
         let mut last_retention = crate::now_ms();
+        let expire_every = self.coordinator.config.offsets_retention_check_interval_ms;
+        let mut last_expiry = crate::now_ms();
         loop {
             tick.tick().await;
-            self.coordinator.tick();
+            self.coordinator.tick(&self);
+            if crate::now_ms() - last_expiry >= expire_every {
+                last_expiry = crate::now_ms();
+                self.coordinator.expire_offsets(&self, last_expiry).await;
+            }
             let now = crate::now_ms();
             let run_retention = now - last_retention >= retention_every;
             if run_retention {

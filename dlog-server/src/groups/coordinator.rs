@@ -2,10 +2,15 @@
 //! partition this shard owns, their committed offsets, and the JoinGroup/SyncGroup
 //! requests waiting for an answer. Only the owner shard touches it (no locks).
 //!
-//! Committed offsets are records of that partition, in Kafka's own encoding (offset
-//! commit key v1, value v3; a null value deletes), appended through the normal
-//! partition log. A shard replays a partition the first time one of its groups is
-//! used after start, so commits survive a crash or restart.
+//! Committed offsets and group metadata are records of that partition, in Kafka's own
+//! encoding (offset commit key v1 with value v3; group metadata key v2 with value v3;
+//! a null value deletes), appended through the normal partition log. A shard replays a
+//! partition the first time one of its groups is used after start, so commits and the
+//! last Stable generation survive a crash or restart.
+//!
+//! Offsets of a group without members expire `offsets.retention.minutes` after the
+//! group became empty (after their commit, for groups that never had members), as in
+//! Kafka (KIP-211); a group left with neither members nor offsets is forgotten.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,11 +18,13 @@ use std::rc::Rc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use dlog_core::{Error, Offset, Result, TopicPartition};
-use dlog_protocol::records::{decode_records, encode_batch, new_record, Compression};
+use dlog_protocol::records::{decode_records, encode_batch, new_record, Compression, Record};
 use tokio::sync::oneshot;
 
-use super::state::{Group, GroupConfig, Join, JoinResult, Output, Sync, SyncResult, Token};
-use crate::partition::Partition;
+use super::state::{
+    Group, GroupConfig, GroupSnapshot, Join, JoinResult, MemberSnapshot, Output, Sync, SyncResult, Token,
+};
+use crate::partition::{DurableReceiver, Partition};
 use crate::shard::Shard;
 
 /// The internal topic holding committed offsets, as Kafka names it.
@@ -57,11 +64,36 @@ enum Waiter {
     Sync(oneshot::Sender<Result<SyncResult>>),
 }
 
+/// Coordinator settings: Kafka's `group.*` and `offsets.*` broker configs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub group: GroupConfig,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            group: GroupConfig::default(),
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
 /// The coordinator state of one shard.
 pub struct Coordinator {
-    config: GroupConfig,
+    pub config: CoordinatorConfig,
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
+    /// Wall-clock ms at which each memberless group (that had members) became empty.
+    empty_since: RefCell<HashMap<String, i64>>,
     waiting: RefCell<HashMap<Token, Waiter>>,
     next_token: Cell<Token>,
     loaded: RefCell<HashSet<i32>>,
@@ -70,16 +102,17 @@ pub struct Coordinator {
 
 impl Default for Coordinator {
     fn default() -> Self {
-        Coordinator::new(GroupConfig::default())
+        Coordinator::new(CoordinatorConfig::default())
     }
 }
 
 impl Coordinator {
-    pub fn new(config: GroupConfig) -> Coordinator {
+    pub fn new(config: CoordinatorConfig) -> Coordinator {
         Coordinator {
             config,
             groups: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
+            empty_since: RefCell::new(HashMap::new()),
             waiting: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             loaded: RefCell::new(HashSet::new()),
@@ -119,7 +152,7 @@ impl Coordinator {
     /// Runs `f` on a group, creating it (empty) if needed.
     pub fn with_group<T>(&self, id: &str, f: impl FnOnce(&mut Group) -> T) -> T {
         let mut groups = self.groups.borrow_mut();
-        let g = groups.entry(id.to_string()).or_insert_with(|| Group::new(id, self.config.clone()));
+        let g = groups.entry(id.to_string()).or_insert_with(|| Group::new(id, self.config.group.clone()));
         f(g)
     }
 
@@ -168,8 +201,9 @@ impl Coordinator {
         }
     }
 
-    /// Advances every group's clock (called by the shard's housekeeping).
-    pub fn tick(&self) {
+    /// Advances every group's clock and stores the groups whose durable part changed
+    /// (called by the shard's housekeeping).
+    pub fn tick(&self, shard: &Shard) {
         let now = self.now();
         let mut outputs = Vec::new();
         for g in self.groups.borrow_mut().values_mut() {
@@ -178,6 +212,91 @@ impl Coordinator {
             }
         }
         self.deliver(outputs);
+        self.store_changed_groups(shard);
+    }
+
+    /// Appends the metadata of every group changed since the last call. Not awaited:
+    /// group metadata only spares members a rejoin after a restart, so losing the
+    /// last one in a crash costs a rebalance, never an offset.
+    pub fn store_changed_groups(&self, shard: &Shard) {
+        let changed: Vec<(String, GroupSnapshot)> = self
+            .groups
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(id, g)| g.take_dirty().then(|| (id.clone(), g.snapshot())))
+            .collect();
+        let now = crate::now_ms();
+        for (id, snap) in changed {
+            if snap.members.is_empty() {
+                self.empty_since.borrow_mut().insert(id.clone(), now);
+            } else {
+                self.empty_since.borrow_mut().remove(&id);
+            }
+            let record = new_record(Some(encode_group_key(&id)), Some(encode_group_value(&snap, now)), now);
+            if let Err(e) = self.append(shard, &id, vec![record]) {
+                tracing::warn!(group = %id, error = %e, "could not store group metadata");
+            }
+        }
+    }
+
+    /// Expires offsets of groups without members after the retention (Kafka's
+    /// KIP-211 rule) and forgets groups left with nothing. Returns the number of
+    /// offsets expired.
+    pub async fn expire_offsets(&self, shard: &Shard, now_wall: i64) -> usize {
+        let retention = self.config.offsets_retention_ms;
+        let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+        {
+            let groups = self.groups.borrow();
+            let empty_since = self.empty_since.borrow();
+            for (id, offsets) in self.offsets.borrow().iter() {
+                if groups.get(id).is_some_and(|g| !g.is_empty()) {
+                    continue;
+                }
+                let since = empty_since.get(id).copied();
+                let gone: Vec<(String, i32)> = offsets
+                    .iter()
+                    .filter(|(_, c)| now_wall - since.unwrap_or(c.commit_timestamp) >= retention)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if !gone.is_empty() {
+                    expired.push((id.clone(), gone));
+                }
+            }
+        }
+        let mut count = 0;
+        for (group, keys) in expired {
+            count += keys.len();
+            let tombstones = keys.into_iter().map(|(t, p)| (t, p, None)).collect();
+            if let Err(e) = self.write(shard, &group, tombstones).await {
+                tracing::warn!(group, error = %e, "could not expire offsets");
+                continue;
+            }
+            tracing::info!(group, "expired committed offsets of a group without members");
+        }
+        // Memberless groups with no offsets left are forgotten (Kafka: Dead).
+        let dead: Vec<String> = self
+            .groups
+            .borrow()
+            .iter()
+            .filter(|(id, g)| g.is_empty() && !self.offsets.borrow().contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            if let Err(e) = self.forget_group(shard, &id) {
+                tracing::warn!(group = %id, error = %e, "could not remove group metadata");
+            }
+        }
+        count
+    }
+
+    /// Removes a group's membership state and its stored metadata (a tombstone).
+    pub fn forget_group(&self, shard: &Shard, group: &str) -> Result<()> {
+        let stored = self.groups.borrow_mut().remove(group).is_some_and(|g| g.generation() > 0);
+        self.empty_since.borrow_mut().remove(group);
+        if stored {
+            self.append(shard, group, vec![new_record(Some(encode_group_key(group)), None, crate::now_ms())])?;
+        }
+        Ok(())
     }
 
     /// The committed offsets of a group.
@@ -186,7 +305,7 @@ impl Coordinator {
     }
 
     pub fn has_group(&self, group: &str) -> bool {
-        self.groups.borrow().get(group).is_some_and(|g| !g.is_empty())
+        self.groups.borrow().get(group).is_some_and(|g| g.exists())
             || self.offsets.borrow().get(group).is_some_and(|o| !o.is_empty())
     }
 
@@ -218,6 +337,7 @@ impl Coordinator {
         let end = part.high_watermark();
         let mut next = part.log.log_start_offset();
         let mut records = 0usize;
+        let mut stored: HashMap<String, Option<(GroupSnapshot, i64)>> = HashMap::new();
         while next < end {
             let read = part.log.read(next, 1 << 20, end)?;
             if read.bytes.is_empty() {
@@ -230,15 +350,28 @@ impl Coordinator {
                     continue;
                 }
                 records += 1;
-                if let Some(key) = r.key.as_ref().and_then(|k| decode_key(k.clone())) {
-                    let value = r.value.and_then(decode_value);
-                    self.apply(&key.0, &key.1, key.2, value);
+                let Some(key) = r.key else { continue };
+                if let Some((group, topic, partition)) = decode_key(key.clone()) {
+                    self.apply(&group, &topic, partition, r.value.and_then(decode_value));
+                } else if let Some(group) = decode_group_key(key) {
+                    stored.insert(group, r.value.and_then(decode_group_value));
                 }
             }
             next = Offset(last + 1);
         }
+        let now = self.now();
+        let mut restored = 0usize;
+        for (id, snap) in stored {
+            let Some((snap, state_ts)) = snap else { continue };
+            if snap.members.is_empty() {
+                self.empty_since.borrow_mut().insert(id.clone(), state_ts);
+            }
+            restored += 1;
+            let g = Group::restore(id.clone(), self.config.group.clone(), snap, now);
+            self.groups.borrow_mut().insert(id, g);
+        }
         if records > 0 {
-            tracing::info!(partition = %tp, records, "loaded committed offsets");
+            tracing::info!(partition = %tp, records, groups = restored, "loaded committed offsets and groups");
         }
         self.loaded.borrow_mut().insert(p);
         Ok(())
@@ -255,17 +388,12 @@ impl Coordinator {
         if entries.is_empty() {
             return Ok(());
         }
-        let p = partition_for(group, OFFSETS_PARTITIONS);
-        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-        let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
         let now = crate::now_ms();
-        let mut records: Vec<_> = entries
+        let records: Vec<_> = entries
             .iter()
             .map(|(t, i, v)| new_record(Some(encode_key(group, t, *i)), v.as_ref().map(encode_value), now))
             .collect();
-        let bytes = encode_batch(&mut records, Compression::None).map_err(Error::Storage)?;
-        let mut bytes = BytesMut::from(&bytes[..]);
-        let (_, durable) = Partition::append(&part, &mut bytes, now)?;
+        let durable = self.append(shard, group, records)?;
         for (t, i, v) in entries {
             self.apply(group, &t, i, v);
         }
@@ -275,16 +403,23 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Forgets a group's membership state (DeleteGroups).
-    pub fn remove_group(&self, group: &str) {
-        self.groups.borrow_mut().remove(group);
+    /// Appends records to the group's partition as one batch; the receiver resolves
+    /// once they are durable per the topic's flush policy.
+    fn append(&self, shard: &Shard, group: &str, mut records: Vec<Record>) -> Result<Option<DurableReceiver>> {
+        let p = partition_for(group, OFFSETS_PARTITIONS);
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
+        let bytes = encode_batch(&mut records, Compression::None).map_err(Error::Storage)?;
+        let mut bytes = BytesMut::from(&bytes[..]);
+        let (_, durable) = Partition::append(&part, &mut bytes, crate::now_ms())?;
+        Ok(durable)
     }
 
     /// Every group this shard coordinates: (id, protocol type, state name).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
         let mut out: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
         for g in self.groups.borrow().values() {
-            if !g.is_empty() {
+            if g.exists() {
                 out.insert(g.id.clone(), (g.protocol_type().unwrap_or("consumer").to_string(), g.state().name()));
             }
         }
@@ -362,6 +497,121 @@ pub fn decode_key(mut b: Bytes) -> Option<(String, String, i32)> {
     Some((group, topic, b.get_i32()))
 }
 
+fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_string(buf, s),
+        None => buf.put_i16(-1),
+    }
+}
+
+fn get_nullable_string(buf: &mut Bytes) -> Option<Option<String>> {
+    if buf.remaining() >= 2 && buf.chunk()[..2] == [0xff, 0xff] {
+        buf.advance(2);
+        return Some(None);
+    }
+    get_string(buf).map(Some)
+}
+
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+    buf.put_i32(b.len() as i32);
+    buf.put_slice(b);
+}
+
+fn get_bytes(buf: &mut Bytes) -> Option<Bytes> {
+    if buf.remaining() < 4 {
+        return None;
+    }
+    let n = buf.get_i32();
+    if n < 0 {
+        return Some(Bytes::new());
+    }
+    (buf.remaining() >= n as usize).then(|| buf.split_to(n as usize))
+}
+
+/// Kafka's GroupMetadataKey (key version 2): the group id.
+pub fn encode_group_key(group: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(2);
+    put_string(&mut b, group);
+    b.freeze()
+}
+
+pub fn decode_group_key(mut b: Bytes) -> Option<String> {
+    if b.remaining() < 2 || b.get_i16() != 2 {
+        return None;
+    }
+    get_string(&mut b)
+}
+
+/// Kafka's GroupMetadataValue v3, with the state's wall-clock timestamp.
+pub fn encode_group_value(g: &GroupSnapshot, state_timestamp: i64) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    put_string(&mut b, g.protocol_type.as_deref().unwrap_or("consumer"));
+    b.put_i32(g.generation);
+    put_nullable_string(&mut b, g.protocol.as_deref());
+    put_nullable_string(&mut b, g.leader.as_deref());
+    b.put_i64(state_timestamp);
+    b.put_i32(g.members.len() as i32);
+    for m in &g.members {
+        put_string(&mut b, &m.member_id);
+        put_nullable_string(&mut b, m.instance_id.as_deref());
+        put_string(&mut b, &m.client_id);
+        put_string(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i32(m.session_timeout_ms);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
+    b.freeze()
+}
+
+/// Decodes GroupMetadataValue v3 (what DLog writes; Kafka writes v3 too for classic
+/// groups) into the snapshot and its state timestamp.
+pub fn decode_group_value(mut b: Bytes) -> Option<(GroupSnapshot, i64)> {
+    if b.remaining() < 2 || b.get_i16() != 3 {
+        return None;
+    }
+    let protocol_type = get_string(&mut b)?;
+    if b.remaining() < 4 {
+        return None;
+    }
+    let generation = b.get_i32();
+    let protocol = get_nullable_string(&mut b)?;
+    let leader = get_nullable_string(&mut b)?;
+    if b.remaining() < 12 {
+        return None;
+    }
+    let state_timestamp = b.get_i64();
+    let n = b.get_i32();
+    let mut members = Vec::new();
+    for _ in 0..n.max(0) {
+        let member_id = get_string(&mut b)?;
+        let instance_id = get_nullable_string(&mut b)?;
+        let client_id = get_string(&mut b)?;
+        let client_host = get_string(&mut b)?;
+        if b.remaining() < 8 {
+            return None;
+        }
+        let rebalance_timeout_ms = b.get_i32();
+        let session_timeout_ms = b.get_i32();
+        let subscription = get_bytes(&mut b)?;
+        let assignment = get_bytes(&mut b)?;
+        members.push(MemberSnapshot {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    let protocol_type = (!protocol_type.is_empty()).then_some(protocol_type);
+    Some((GroupSnapshot { protocol_type, generation, protocol, leader, members }, state_timestamp))
+}
+
 /// Kafka's OffsetCommitValue v3: offset, leader epoch, metadata, commit timestamp.
 pub fn encode_value(c: &Committed) -> Bytes {
     let mut b = BytesMut::new();
@@ -419,5 +669,33 @@ mod tests {
         let c = Committed { offset: 42, leader_epoch: -1, metadata: "m".into(), commit_timestamp: 5 };
         assert_eq!(decode_value(encode_value(&c)), Some(c));
         assert_eq!(decode_key(Bytes::from_static(&[0, 2, 0, 1, b'g'])), None, "group metadata keys are skipped");
+    }
+
+    #[test]
+    fn group_metadata_round_trips() {
+        assert_eq!(decode_group_key(encode_group_key("g1")), Some("g1".to_string()));
+        assert_eq!(decode_group_key(encode_key("g", "t", 1)), None);
+        let snap = GroupSnapshot {
+            protocol_type: Some("consumer".into()),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            members: vec![MemberSnapshot {
+                member_id: "m1".into(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 300_000,
+                session_timeout_ms: 45_000,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        };
+        assert_eq!(decode_group_value(encode_group_value(&snap, 99)), Some((snap.clone(), 99)));
+        let empty = GroupSnapshot { protocol: None, leader: None, members: vec![], ..snap };
+        assert_eq!(decode_group_value(encode_group_value(&empty, 5)), Some((empty, 5)));
+        let mut bytes = encode_group_value(&GroupSnapshot { members: vec![], ..Default::default() }, 1).to_vec();
+        bytes.truncate(bytes.len() - 2);
+        assert_eq!(decode_group_value(Bytes::from(bytes)), None, "a truncated value is refused");
     }
 }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use dlog_core::{Error, Result, TopicPartition};
 
-pub use coordinator::{partition_for, Coordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+pub use coordinator::{partition_for, Coordinator, CoordinatorConfig, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 
 use crate::handlers::topic_admin;
 use crate::shard::Shard;

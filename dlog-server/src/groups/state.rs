@@ -31,6 +31,8 @@ pub struct GroupConfig {
     /// members before its first generation (extended per join, up to the rebalance
     /// timeout).
     pub initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: joins beyond it get GROUP_MAX_SIZE_REACHED.
+    pub max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -39,6 +41,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            max_size: i32::MAX as usize,
         }
     }
 }
@@ -186,6 +189,34 @@ pub struct Group {
     /// While the initial delay of an empty group runs: when it ends.
     initial_delay_until: Option<u64>,
     next_id: u64,
+    /// The durable part (see [`GroupSnapshot`]) changed since [`Group::take_dirty`].
+    dirty: bool,
+}
+
+/// What of a group outlives the coordinator, as Kafka stores it in
+/// `__consumer_offsets` (GroupMetadataValue): written when a generation becomes
+/// Stable and when the group becomes Empty, so that after a restart the members carry
+/// on with their generation instead of rejoining.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub protocol_type: Option<String>,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the generation's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
 }
 
 fn unknown(member_id: &str) -> Error {
@@ -208,7 +239,85 @@ impl Group {
             rebalance_deadline: None,
             initial_delay_until: None,
             next_id: 0,
+            dirty: false,
         }
+    }
+
+    /// The group as it was last stored: Stable with its members (whose sessions start
+    /// over at `now`), or Empty.
+    pub fn restore(id: impl Into<String>, config: GroupConfig, snap: GroupSnapshot, now: u64) -> Group {
+        let mut g = Group::new(id, config);
+        g.generation = snap.generation;
+        if snap.members.is_empty() {
+            return g;
+        }
+        let protocol = snap.protocol.clone().unwrap_or_default();
+        let protocol_type = snap.protocol_type.clone().unwrap_or_default();
+        for m in snap.members {
+            if let Some(i) = &m.instance_id {
+                g.static_members.insert(i.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: protocol_type.clone(),
+                protocols: vec![(protocol.clone(), m.subscription)],
+                assignment: m.assignment,
+                expires_at: now + m.session_timeout_ms.max(0) as u64,
+                awaiting_join: None,
+                awaiting_sync: None,
+                joined: false,
+            };
+            g.members.insert(m.member_id, member);
+        }
+        g.state = GroupState::Stable;
+        g.protocol_type = snap.protocol_type;
+        g.protocol = snap.protocol;
+        g.leader = snap.leader.filter(|l| g.members.contains_key(l)).or_else(|| g.members.keys().next().cloned());
+        g
+    }
+
+    /// The durable part of the group now.
+    pub fn snapshot(&self) -> GroupSnapshot {
+        let stable = self.state == GroupState::Stable;
+        GroupSnapshot {
+            protocol_type: self.protocol_type.clone(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: if !stable {
+                Vec::new()
+            } else {
+                self.members
+                    .iter()
+                    .map(|(id, m)| MemberSnapshot {
+                        member_id: id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        rebalance_timeout_ms: m.rebalance_timeout_ms,
+                        session_timeout_ms: m.session_timeout_ms,
+                        subscription: self.protocol.as_deref().map(|p| m.metadata(p)).unwrap_or_default(),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect()
+            },
+        }
+    }
+
+    /// Whether the durable part changed since the last call (then the caller stores
+    /// [`Group::snapshot`]).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Whether the group exists for ListGroups/DescribeGroups: it has members, or has
+    /// had a generation (an Empty group that remembers it was used).
+    pub fn exists(&self) -> bool {
+        !self.members.is_empty() || self.generation > 0
     }
 
     pub fn state(&self) -> GroupState {
@@ -341,6 +450,14 @@ impl Group {
             }
         }
 
+        let is_new = match &j.instance_id {
+            Some(i) => !self.static_members.contains_key(i),
+            None => !known,
+        };
+        if is_new && self.members.len() >= self.config.max_size {
+            let e = Error::GroupMaxSizeReached(format!("group {:?} has {} members", self.id, self.members.len()));
+            return fail(e, &j.member_id);
+        }
         if let Some(instance) = j.instance_id.clone() {
             return self.join_static(now, j, instance);
         }
@@ -407,6 +524,7 @@ impl Group {
                 }
                 match self.state {
                     GroupState::Stable if unchanged => {
+                        self.dirty = true;
                         // No rebalance: the member gets the current generation back and
                         // keeps its assignment (a leader must not reassign, v9+).
                         let members = if was_leader { self.joined_members() } else { Vec::new() };
@@ -581,6 +699,7 @@ impl Group {
         }
         self.generation += 1;
         if self.members.is_empty() {
+            self.dirty = true;
             self.state = GroupState::Empty;
             self.protocol = None;
             self.protocol_type = None;
@@ -688,6 +807,7 @@ impl Group {
                         m.assignment = given.remove(id).unwrap_or_default();
                     }
                     self.state = GroupState::Stable;
+                    self.dirty = true;
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         if let Some(t) = self.members.get_mut(&id).and_then(|m| m.awaiting_sync.take()) {

@@ -25,8 +25,7 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGr
             }
             let tombstones = s.coordinator.offsets_of(&g).into_keys().map(|(t, p)| (t, p, None)).collect();
             s.coordinator.write(&s, &g, tombstones).await?;
-            s.coordinator.remove_group(&g);
-            Ok(())
+            s.coordinator.forget_group(&s, &g)
         })
         .await;
         results.push(DeletableGroupResult::default().with_group_id(group_id).with_error_code(result_code(&result)));

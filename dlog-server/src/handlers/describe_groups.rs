@@ -1,8 +1,10 @@
 //! DescribeGroups: state, protocol and members of each group on its coordinator. An
-//! unknown group is described as "Dead" without error, as Kafka does.
+//! unknown group is described as "Dead", without error up to v5 and with
+//! GROUP_ID_NOT_FOUND from v6 (KIP-1043), as Kafka does.
 
 use std::rc::Rc;
 
+use dlog_core::Error;
 use dlog_protocol::errors::error_code;
 use dlog_protocol::kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use dlog_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -35,6 +37,9 @@ pub async fn handle(shard: &Rc<Shard>, request: DescribeGroupsRequest, version: 
                 })
                 .filter(|_| known)
                 .unwrap_or(("Dead", String::new(), String::new(), Vec::new()));
+            if !known && version >= 6 {
+                return Err(Error::GroupIdNotFound(format!("group {g:?} not found")));
+            }
             // A group with committed offsets and no members is Empty.
             let d = if known && d.0 == "Dead" { ("Empty", "consumer".into(), String::new(), Vec::new()) } else { d };
             Ok(d)

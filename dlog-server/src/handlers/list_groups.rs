@@ -1,13 +1,17 @@
-//! ListGroups: every group coordinated on any shard (with members or committed
-//! offsets), filtered by state (v4+) and type (v5+; all groups here are "classic").
+//! ListGroups: every group coordinated on any shard (with members, a stored
+//! generation or committed offsets), filtered by state (v4+) and type (v5+; all groups
+//! here are "classic"). Each shard first replays the `__consumer_offsets` partitions
+//! it owns that no request has touched since start, so a restarted broker lists every
+//! group at once, as Kafka does.
 
 use std::rc::Rc;
 
-use dlog_core::ShardId;
+use dlog_core::{ShardId, TopicPartition};
 use dlog_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use dlog_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::wire;
+use crate::groups::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
@@ -15,7 +19,20 @@ pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest, version: i16)
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut groups = Vec::new();
     for i in 0..shard.shared.senders.len() {
-        let Ok(listed) = shard.run_on(ShardId(i), |s| async move { s.coordinator.list() }).await else {
+        let listed = shard.run_on(ShardId(i), |s| async move {
+            if s.shared.topic(OFFSETS_TOPIC).is_some() {
+                for p in 0..OFFSETS_PARTITIONS {
+                    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+                    if s.shared.owner(&tp) == s.id && s.partition(&tp).is_some() {
+                        if let Err(e) = s.coordinator.ensure_loaded(&s, p) {
+                            tracing::warn!(partition = %tp, error = %e, "could not load groups");
+                        }
+                    }
+                }
+            }
+            s.coordinator.list()
+        });
+        let Ok(listed) = listed.await else {
             continue;
         };
         for (id, protocol_type, state) in listed {

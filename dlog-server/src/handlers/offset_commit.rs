@@ -36,6 +36,11 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let generation = request.generation_id_or_member_epoch;
     let result: Result<()> = groups::on_coordinator(shard, &group, move |s| async move {
+        let max = s.coordinator.config.offset_metadata_max_bytes;
+        if let Some((t, p, _)) = entries.iter().find(|(_, _, c)| c.as_ref().is_some_and(|c| c.metadata.len() > max)) {
+            let e = format!("the metadata of {t}-{p} is longer than offset.metadata.max.bytes ({max})");
+            return Err(dlog_core::Error::OffsetMetadataTooLarge(e));
+        }
         s.coordinator.with_group(&g, |grp| grp.check_commit(&member, instance.as_deref(), generation))?;
         s.coordinator.write(&s, &g, entries).await
     })

@@ -2,6 +2,7 @@
 //! leave protocol with several members, and committed offsets across a restart.
 
 use std::thread;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dlog_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -281,7 +282,7 @@ fn groups_are_listed_described_and_deleted() {
     assert_eq!(r.groups[0].members[0].client_host.to_string(), "/127.0.0.1");
     assert_eq!(r.groups[0].members[0].client_id.to_string(), "dlog-cli");
     assert_eq!(r.groups[0].members[0].group_instance_id.as_ref().map(|i| i.to_string()).as_deref(), Some("i1"));
-    assert_eq!((r.groups[1].error_code, r.groups[1].group_state.to_string()), (0, "Dead".to_string()));
+    assert_eq!((r.groups[1].error_code, r.groups[1].group_state.to_string()), (69, "Dead".to_string()));
 
     let request = OffsetDeleteRequest::default().with_group_id(GroupId(s("idle"))).with_topics(vec![
         OffsetDeleteRequestTopic::default()
@@ -300,4 +301,131 @@ fn groups_are_listed_described_and_deleted() {
     let r = c.call_any(ApiKey::DeleteGroups, request).unwrap();
     assert_eq!(r.results.iter().map(|g| g.error_code).collect::<Vec<_>>(), vec![68, 0, 69]);
     assert_eq!(fetch_offsets(&mut c, &[("idle", None)])[0], (0, vec![]));
+}
+
+fn describe(c: &mut Client, group: &str) -> (i16, String, Vec<String>) {
+    use dlog_protocol::kafka_protocol::messages::DescribeGroupsRequest;
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let r = c.call_any(ApiKey::DescribeGroups, request).unwrap();
+    let g = &r.groups[0];
+    (g.error_code, g.group_state.to_string(), g.members.iter().map(|m| m.member_id.to_string()).collect())
+}
+
+fn list(c: &mut Client) -> Vec<(String, String)> {
+    use dlog_protocol::kafka_protocol::messages::ListGroupsRequest;
+    let r = c.call_any(ApiKey::ListGroups, ListGroupsRequest::default()).unwrap();
+    let mut listed: Vec<(String, String)> =
+        r.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string())).collect();
+    listed.sort();
+    listed
+}
+
+#[test]
+fn a_stable_generation_survives_a_restart_and_its_members_carry_on() {
+    let mut t = TestBroker::start_with(|c| c.coordinator.group.initial_rebalance_delay_ms = 0);
+    let mut c = t.client();
+    let j = join_new(&mut c, "persisted");
+    let (mid, generation) = (j.member_id.to_string(), j.generation_id);
+    assert_eq!(sync(&mut c, "persisted", &mid, generation, &[(&mid, "A")]).0, 0);
+    // the group metadata is stored by the shard's next housekeeping tick
+    thread::sleep(Duration::from_millis(300));
+    drop(c);
+    t.restart();
+    let mut c = t.client();
+    assert_eq!(heartbeat(&mut c, "persisted", &mid, generation), 0, "the member is known after the restart");
+    assert_eq!(commit(&mut c, "persisted", &mid, generation, "t", &[(0, 5)]), vec![0]);
+    let (code, state, members) = describe(&mut c, "persisted");
+    assert_eq!((code, state.as_str(), members), (0, "Stable", vec![mid.clone()]));
+    let (code, assignment) = sync(&mut c, "persisted", &mid, generation, &[]);
+    assert_eq!((code, assignment), (0, Bytes::from("A")), "the stored assignment is handed out again");
+    assert_eq!(heartbeat(&mut c, "persisted", "someone-else", generation), 25, "UNKNOWN_MEMBER_ID");
+
+    // The member leaves: the group is stored as Empty, and is listed so after a restart.
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s("persisted")))
+        .with_members(vec![MemberIdentity::default().with_member_id(s(&mid))]);
+    assert_eq!(c.call_any(ApiKey::LeaveGroup, request).unwrap().error_code, 0);
+    thread::sleep(Duration::from_millis(300));
+    drop(c);
+    t.restart();
+    let mut c = t.client();
+    assert_eq!(list(&mut c), vec![("persisted".to_string(), "Empty".to_string())], "listed before any use");
+    assert_eq!(heartbeat(&mut c, "persisted", &mid, generation), 25, "the member left before the restart");
+    assert_eq!(fetch_offsets(&mut c, &[("persisted", None)])[0], (0, vec![("t".into(), 0, 5)]));
+}
+
+#[test]
+fn offsets_of_a_group_without_members_expire_after_the_retention() {
+    let t = TestBroker::start_with(|c| {
+        c.coordinator.group.initial_rebalance_delay_ms = 0;
+        c.coordinator.offsets_retention_ms = 1_500;
+        c.coordinator.offsets_retention_check_interval_ms = 100;
+    });
+    let mut c = t.client();
+    // A group with a member keeps its offsets however old they are.
+    let j = join_new(&mut c, "busy");
+    let (mid, generation) = (j.member_id.to_string(), j.generation_id);
+    assert_eq!(sync(&mut c, "busy", &mid, generation, &[(&mid, "A")]).0, 0);
+    assert_eq!(commit(&mut c, "busy", &mid, generation, "t", &[(0, 1)]), vec![0]);
+    // A simple consumer's offsets expire by their commit time.
+    assert_eq!(commit(&mut c, "simple", "", -1, "t", &[(0, 9)]), vec![0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(heartbeat(&mut c, "busy", &mid, generation), 0);
+        if fetch_offsets(&mut c, &[("simple", None)])[0] == (0, vec![]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the simple group's offsets never expired");
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(list(&mut c), vec![("busy".to_string(), "Stable".to_string())], "an expired simple group is gone");
+    assert_eq!(fetch_offsets(&mut c, &[("busy", None)])[0], (0, vec![("t".into(), 0, 1)]));
+
+    // Once the member leaves, the retention counts from the moment the group emptied.
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s("busy")))
+        .with_members(vec![MemberIdentity::default().with_member_id(s(&mid))]);
+    assert_eq!(c.call_any(ApiKey::LeaveGroup, request).unwrap().error_code, 0);
+    let left = Instant::now();
+    let deadline = left + Duration::from_secs(10);
+    while fetch_offsets(&mut c, &[("busy", None)])[0] != (0, vec![]) {
+        assert!(Instant::now() < deadline, "the emptied group's offsets never expired");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(left.elapsed() >= Duration::from_millis(1_400), "expired {:?} after the group emptied", left.elapsed());
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(list(&mut c), vec![], "a group with neither members nor offsets is forgotten");
+}
+
+#[test]
+fn group_size_and_commit_metadata_are_bounded() {
+    use dlog_protocol::kafka_protocol::messages::DescribeGroupsRequest;
+    let t = TestBroker::start_with(|c| {
+        c.coordinator.group.max_size = 1;
+        c.coordinator.offset_metadata_max_bytes = 8;
+    });
+    let mut c = t.client();
+    let first = join(&mut c, "small", "", Some("a"));
+    assert_eq!(first.error_code, 0);
+    assert_eq!(join(&mut c, "small", "", Some("b")).error_code, 81, "GROUP_MAX_SIZE_REACHED");
+    assert_eq!(join(&mut c, "small", "", None).error_code, 81, "GROUP_MAX_SIZE_REACHED");
+
+    let big = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("meta")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name("t")).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(3)
+                .with_committed_metadata(Some(s("123456789"))),
+        ])]);
+    let r = c.call_any(ApiKey::OffsetCommit, big).unwrap();
+    assert_eq!(r.topics[0].partitions[0].error_code, 12, "OFFSET_METADATA_TOO_LARGE");
+    assert_eq!(fetch_offsets(&mut c, &[("meta", None)])[0], (0, vec![]), "nothing was stored");
+    assert_eq!(commit(&mut c, "meta", "", -1, "t", &[(0, 3)]), vec![0], "short metadata is fine");
+
+    // DescribeGroups v6 reports an unknown group as GROUP_ID_NOT_FOUND (KIP-1043).
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("nope"))]);
+    let r = c.call_any(ApiKey::DescribeGroups, request).unwrap();
+    assert_eq!((r.groups[0].error_code, r.groups[0].group_state.to_string()), (69, "Dead".to_string()));
 }

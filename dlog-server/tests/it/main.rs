@@ -27,12 +27,18 @@ pub struct TestBroker {
     pub broker: Option<Broker>,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    tune: fn(&mut BrokerConfig),
 }
 
 impl TestBroker {
     pub fn start() -> TestBroker {
+        TestBroker::start_with(|_| {})
+    }
+
+    /// Starts with settings changed by `tune` (kept across restarts).
+    pub fn start_with(tune: fn(&mut BrokerConfig)) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TestBroker { broker: None, addr: String::new(), dir };
+        let mut t = TestBroker { broker: None, addr: String::new(), dir, tune };
         t.restart();
         t
     }
@@ -42,7 +48,7 @@ impl TestBroker {
         if let Some(b) = self.broker.take() {
             b.shutdown();
         }
-        self.broker = Some(start_on(self.dir.path()));
+        self.broker = Some(start_on(self.dir.path(), self.tune));
         self.addr = self.broker.as_ref().unwrap().local_addr.to_string();
     }
 
@@ -59,14 +65,16 @@ impl Drop for TestBroker {
     }
 }
 
-fn start_on(dir: &Path) -> Broker {
+fn start_on(dir: &Path, tune: fn(&mut BrokerConfig)) -> Broker {
     let args = BrokerArgs {
         data_dir: Some(dir.to_path_buf()),
         listen: Some("127.0.0.1:0".into()),
         shards: Some(2),
         ..Default::default()
     };
-    Broker::start(BrokerConfig::resolve(&args).unwrap()).unwrap()
+    let mut config = BrokerConfig::resolve(&args).unwrap();
+    tune(&mut config);
+    Broker::start(config).unwrap()
 }
 
 pub fn topic_name(s: &str) -> TopicName {
