@@ -11,7 +11,9 @@
 #   scripts/kafka.sh version            print the pinned Kafka version
 #
 # Environment: DLOG_CACHE_DIR (default ~/.cache/dlog), KAFKA_VERSION (pinned default),
-# KAFKA_HEAP (default 1g), KAFKA_START_TIMEOUT (seconds, default 120).
+# KAFKA_HEAP (default 1g), KAFKA_START_TIMEOUT (seconds, default 120),
+# KAFKA_ADVERTISED_PORT (the port clients are told to use; default PORT: a test puts a
+# proxy there).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
@@ -107,7 +109,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_ADVERTISED_PORT:-$port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER

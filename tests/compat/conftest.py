@@ -107,6 +107,8 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.metrics_port = free_port()
+        # the port clients are told to connect to (a test's proxy); None: self.port
+        self.advertised_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None
         self.starts = 0
@@ -158,6 +160,8 @@ class Broker:
                "--data-dir", str(self.data_dir),
                "--listen", self.bootstrap,
                "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        if self.advertised_port:
+            cmd += ["--advertise", f"127.0.0.1:{self.advertised_port}"]
         errf = open(self.log_path, "wb")
         try:
             env = dict(os.environ, NO_COLOR="1")
@@ -179,8 +183,11 @@ class Broker:
             time.sleep(0.05)
 
     def _start_kafka(self):
+        env = dict(os.environ)
+        if self.advertised_port:
+            env["KAFKA_ADVERTISED_PORT"] = str(self.advertised_port)
         r = subprocess.run([str(KAFKA_SH), "start", str(self.data_dir), str(self.port)],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
                            timeout=START_TIMEOUT + 300)
         if r.returncode != 0:
             pytest.fail(f"scripts/kafka.sh start failed ({r.returncode}):\n{r.stdout}\n{r.stderr}",
