@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::handlers::{self, Pending};
+use crate::handlers::{self, Answer, Pending};
 use crate::shard::Shard;
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -31,10 +31,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (tx, mut rx) = mpsc::channel::<Pending>(limits::CONNECTION_INFLIGHT_MAX);
     let writer = tokio::task::spawn_local(async move {
         while let Some(pending) = rx.recv().await {
-            if let Some(chunks) = pending.await {
-                if write_chunks(&mut wr, &chunks).await.is_err() {
-                    return;
+            match pending.await {
+                Answer::Frame(chunks) => {
+                    if write_chunks(&mut wr, &chunks).await.is_err() {
+                        return;
+                    }
                 }
+                Answer::Silent => {}
+                Answer::Close => return,
             }
         }
     });

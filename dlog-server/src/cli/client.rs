@@ -141,6 +141,14 @@ impl Client {
         conn.call(request, v)
     }
 
+    /// Sends to the bootstrap broker at exactly `version` (tests of old versions).
+    pub fn call_version<R: Request>(&mut self, request: R, version: i16) -> Result<R::Response> {
+        if self.bootstrap_conn.is_none() {
+            self.bootstrap_conn = Some(Conn::open(&self.bootstrap)?);
+        }
+        self.bootstrap_conn.as_mut().expect("opened above").call(request, version)
+    }
+
     /// Sends to broker `node` (partition leaders).
     pub fn call_node<R: Request>(&mut self, node: i32, key: ApiKey, request: R) -> Result<R::Response> {
         if !self.conns.contains_key(&node) {

@@ -5,7 +5,7 @@ use dlog_protocol::errors::ResponseError;
 use dlog_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 use dlog_protocol::registry;
 
-use super::Pending;
+use super::{Answer, Pending};
 
 pub fn handle(_request: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
@@ -20,6 +20,9 @@ pub fn unsupported(correlation_id: i32) -> Pending {
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(registry::api_versions());
-    let bytes = encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body)).ok();
-    Box::pin(async move { bytes })
+    let answer = match encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body)) {
+        Ok(bytes) => Answer::Frame(bytes),
+        Err(_) => Answer::Close,
+    };
+    Box::pin(async move { answer })
 }

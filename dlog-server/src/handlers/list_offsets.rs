@@ -22,7 +22,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name: std::sync::Arc<str> = t.name.0.to_string().into();
@@ -43,7 +43,8 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest, _version: i1
                     .with_partition_index(p.partition_index)
                     .with_offset(offset)
                     .with_timestamp(timestamp)
-                    .with_leader_epoch(leader_epoch),
+                    // the field exists from v4; older versions must keep its default
+                    .with_leader_epoch(if version >= 4 { leader_epoch } else { -1 }),
                 Err(e) => ListOffsetsPartitionResponse::default()
                     .with_partition_index(p.partition_index)
                     .with_error_code(error_code(&e))

@@ -42,8 +42,19 @@ use dlog_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::shard::Shard;
 
-/// The encoded response a connection writes once it resolves (`None`: nothing to send).
-pub type Pending = Pin<Box<dyn Future<Output = Option<EncodedResponse>>>>;
+/// What a connection does for one request once its answer resolves.
+pub enum Answer {
+    /// Write this response.
+    Frame(EncodedResponse),
+    /// Nothing to send (acks=0 produce).
+    Silent,
+    /// The response cannot be sent (it failed to encode): close the connection, so the
+    /// client retries on a new one instead of waiting out its request timeout.
+    Close,
+}
+
+/// The answer a connection writes once it resolves.
+pub type Pending = Pin<Box<dyn Future<Output = Answer>>>;
 
 /// What a handler produced.
 pub enum Reply {
@@ -132,10 +143,10 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::Socke
         }
     };
     let encode = move |body: ResponseKind| match encode_response(api_key, version, correlation_id, &body) {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => Answer::Frame(bytes),
         Err(e) => {
-            tracing::error!(?api_key, version, error = %e, "cannot encode response");
-            None
+            tracing::error!(?api_key, version, error = %e, "cannot encode response; closing the connection");
+            Answer::Close
         }
     };
     match reply {
@@ -144,7 +155,7 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::Socke
             Box::pin(async move { bytes })
         }
         Reply::Later(fut) => Box::pin(async move { encode(fut.await) }),
-        Reply::Nothing => Box::pin(async { None }),
+        Reply::Nothing => Box::pin(async { Answer::Silent }),
     }
 }
 
