@@ -43,6 +43,13 @@ impl Broker {
     /// Opens the data directory, recovers every partition and starts serving.
     pub fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
         let started = std::time::Instant::now();
+        if !config.cluster.is_single_node() {
+            // Refuse rather than run a lone node that believes it is a cluster member.
+            anyhow::bail!(
+                "--cluster-nodes: this build runs single-node brokers only; multi-node clusters \
+                 (Raft metadata) are not wired into the broker yet"
+            );
+        }
         std::fs::create_dir_all(config.data_dir.join("meta"))
             .with_context(|| format!("--data-dir {}", config.data_dir.display()))?;
         let lock_path = config.data_dir.join("meta").join("lock");

@@ -37,6 +37,15 @@ pub struct BrokerArgs {
     /// Number of shards (one thread pinned per core); default: the number of cores.
     #[arg(long, env = "DLOG_SHARDS")]
     pub shards: Option<usize>,
+    /// Internal RPC listener (Raft, forwarding, replication), HOST:PORT.
+    #[arg(long, env = "DLOG_RPC_LISTEN")]
+    pub rpc_listen: Option<String>,
+    /// Every member of the cluster: `1=HOST:RPCPORT,2=HOST:RPCPORT,...` (this node included).
+    #[arg(long, env = "DLOG_CLUSTER_NODES")]
+    pub cluster_nodes: Option<String>,
+    /// This node's rack or zone; replicas are spread over racks.
+    #[arg(long, env = "DLOG_RACK")]
+    pub rack: Option<String>,
 }
 
 /// The `--config` file. Unknown keys are an error, so a typo is not silently ignored.
@@ -49,6 +58,9 @@ struct FileConfig {
     advertise: Option<String>,
     metrics_listen: Option<String>,
     shards: Option<usize>,
+    rpc_listen: Option<String>,
+    cluster_nodes: Option<String>,
+    rack: Option<String>,
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
     /// Broker-wide defaults of topic configs, by topic config name
@@ -76,6 +88,46 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub retention_check_interval_ms: u64,
     pub coordinator: CoordinatorConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Who is in the cluster. A node without `--cluster-nodes` is a cluster of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Every member with its internal RPC address, ordered by id; includes this node.
+    pub nodes: BTreeMap<NodeId, String>,
+    /// Where this node's internal RPC listens.
+    pub rpc_listen: Option<SocketAddr>,
+    pub rack: Option<String>,
+}
+
+impl ClusterConfig {
+    pub fn is_single_node(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+}
+
+/// Parses `1=host:port,2=host:port`: ids unique and non-negative, addresses HOST:PORT.
+pub fn parse_cluster_nodes(what: &str, value: &str) -> Result<BTreeMap<NodeId, String>, ConfigProblem> {
+    let mut nodes = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) =
+            item.split_once('=').ok_or_else(|| ConfigProblem(format!("{what}: {item:?} is not ID=HOST:PORT")))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i >= 0)
+            .ok_or_else(|| ConfigProblem(format!("{what}: {id:?} in {item:?} is not a node id (0 or more)")))?;
+        let (host, port) = split_host_port(what, addr.trim())?;
+        if nodes.insert(NodeId(id), format!("{host}:{port}")).is_some() {
+            return Err(ConfigProblem(format!("{what}: node id {id} is listed twice")));
+        }
+    }
+    if nodes.is_empty() {
+        return Err(ConfigProblem(format!("{what}: {value:?} names no node")));
+    }
+    Ok(nodes)
 }
 
 /// A configuration problem, naming its source.
@@ -150,6 +202,26 @@ impl BrokerConfig {
             topic_defaults.set(&k, &value).map_err(|e| ConfigProblem(format!("topic_defaults: {e}")))?;
         }
         let coordinator = coordinator_config(file.groups.unwrap_or_default())?;
+        let cluster = {
+            let rpc_listen = match args.rpc_listen.clone().or(file.rpc_listen) {
+                Some(a) => Some(parse_addr("--rpc-listen", &a)?),
+                None => None,
+            };
+            let nodes = match args.cluster_nodes.clone().or(file.cluster_nodes) {
+                Some(v) => parse_cluster_nodes("--cluster-nodes", &v)?,
+                None => BTreeMap::new(),
+            };
+            if !nodes.is_empty() && !nodes.contains_key(&NodeId(node_id)) {
+                return Err(ConfigProblem(format!(
+                    "--cluster-nodes: this node's id {node_id} (--node-id) is not among {:?}",
+                    nodes.keys().map(|n| n.0).collect::<Vec<_>>()
+                )));
+            }
+            if nodes.len() > 1 && rpc_listen.is_none() {
+                return Err(ConfigProblem("--rpc-listen: a node of a multi-node cluster needs one".into()));
+            }
+            ClusterConfig { nodes, rpc_listen, rack: args.rack.clone().or(file.rack) }
+        };
         Ok(BrokerConfig {
             node_id: NodeId(node_id),
             data_dir,
@@ -164,6 +236,7 @@ impl BrokerConfig {
             socket_request_max_bytes: dlog_core::limits::SOCKET_REQUEST_MAX_BYTES,
             retention_check_interval_ms: 300_000,
             coordinator,
+            cluster,
         })
     }
 }
@@ -252,6 +325,39 @@ mod tests {
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("listn"));
         let args = BrokerArgs { advertise: Some("host:notaport".into()), ..Default::default() };
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("--advertise"));
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        let args = BrokerArgs {
+            node_id: Some(2),
+            rpc_listen: Some("127.0.0.1:9192".into()),
+            cluster_nodes: Some("1=127.0.0.1:9191, 2=127.0.0.1:9192,3=localhost:9193".into()),
+            rack: Some("az1".into()),
+            ..Default::default()
+        };
+        let c = BrokerConfig::resolve(&args).unwrap().cluster;
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[&NodeId(3)], "localhost:9193");
+        assert_eq!(c.rack.as_deref(), Some("az1"));
+        assert!(!c.is_single_node());
+        assert!(BrokerConfig::resolve(&BrokerArgs::default()).unwrap().cluster.is_single_node());
+
+        let bad = |nodes: &str, node_id: i32, rpc: Option<&str>| {
+            let args = BrokerArgs {
+                node_id: Some(node_id),
+                rpc_listen: rpc.map(String::from),
+                cluster_nodes: Some(nodes.into()),
+                ..Default::default()
+            };
+            BrokerConfig::resolve(&args).unwrap_err().0
+        };
+        let rpc = Some("127.0.0.1:9191");
+        assert!(bad("1=a:1,1=b:2", 1, rpc).contains("listed twice"));
+        assert!(bad("1=a:1,2=b:2", 3, rpc).contains("not among"));
+        assert!(bad("1=a:1,2=b", 1, rpc).contains("HOST:PORT"));
+        assert!(bad("x=a:1", 1, rpc).contains("not a node id"));
+        assert!(bad("1=a:1,2=b:2", 1, None).contains("--rpc-listen"));
     }
 
     #[test]
