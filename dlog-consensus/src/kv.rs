@@ -655,6 +655,12 @@ impl KvState {
         self.durable.sessions.get(&session)
     }
 
+    /// The earliest deadline among the sessions not yet closed (expired ones included),
+    /// if any: the time from which an `ExpireSessions` has something to do. O(sessions).
+    pub fn next_session_deadline_ms(&self) -> Option<i64> {
+        self.durable.sessions.values().map(Session::deadline_ms).min()
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.durable.records.len()

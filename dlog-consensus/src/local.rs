@@ -19,10 +19,8 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::kv::{
-    Command, CommandOutcome, Comparison, Entry, ExpectedVersion, KvError, KvState, Notification, SessionId, Stat,
-};
-use crate::store::{MetadataError, MetadataStore, PutOptions, Watch};
+use crate::kv::{Command, CommandOutcome, Comparison, Entry, ExpectedVersion, KvError, KvState, SessionId, Stat};
+use crate::store::{MetadataError, MetadataStore, PutOptions, StoreEvent, Watch};
 
 /// Where a store gets the `now_ms` of its commands.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -87,7 +85,7 @@ impl Default for LocalStoreConfig {
 struct Inner {
     state: Mutex<KvState>,
     clock: Arc<dyn Clock>,
-    notifications: broadcast::Sender<Notification>,
+    notifications: broadcast::Sender<StoreEvent>,
 }
 
 impl Inner {
@@ -97,7 +95,7 @@ impl Inner {
         let (result, notifications) = state.apply(cmd);
         for n in notifications {
             // An error only means nobody watches.
-            let _ = self.notifications.send(n);
+            let _ = self.notifications.send(StoreEvent::Notification(n));
         }
         result
     }
@@ -257,6 +255,7 @@ impl MetadataStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::Notification;
     use crate::store::{spawn_keep_alive, WatchEvent};
 
     const SECOND: Duration = Duration::from_secs(1);

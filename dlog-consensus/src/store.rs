@@ -93,6 +93,22 @@ pub enum WatchEvent {
     Lagged {
         missed: u64,
     },
+    /// The serving node's state jumped ahead without applying the changes one by one
+    /// (a Raft node installed a snapshot from its leader after falling far behind), so
+    /// their notifications never existed here. Handle it as [`WatchEvent::Lagged`]:
+    /// read the prefix again, then go on receiving.
+    Reset,
+}
+
+/// What a store broadcasts to every [`Watch`] of the node: each notification as its
+/// change is applied, in order, and a [`StoreEvent::Reset`] when the state was replaced
+/// wholesale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    Notification(Notification),
+    /// The state was replaced by a snapshot: changes since the last notification were
+    /// not notified.
+    Reset,
 }
 
 /// The notifications of the keys under one prefix, in the order their changes took
@@ -101,12 +117,12 @@ pub enum WatchEvent {
 #[derive(Debug)]
 pub struct Watch {
     prefix: String,
-    rx: broadcast::Receiver<Notification>,
+    rx: broadcast::Receiver<StoreEvent>,
 }
 
 impl Watch {
-    /// A watch of `prefix` over a store-wide channel of notifications; it filters them.
-    pub fn new(prefix: impl Into<String>, rx: broadcast::Receiver<Notification>) -> Watch {
+    /// A watch of `prefix` over a store-wide channel of events; it filters them.
+    pub fn new(prefix: impl Into<String>, rx: broadcast::Receiver<StoreEvent>) -> Watch {
         Watch { prefix: prefix.into(), rx }
     }
 
@@ -119,8 +135,11 @@ impl Watch {
     pub async fn recv(&mut self) -> Option<WatchEvent> {
         loop {
             match self.rx.recv().await {
-                Ok(n) if n.concerns(&self.prefix) => return Some(WatchEvent::Notification(n)),
-                Ok(_) => continue,
+                Ok(StoreEvent::Notification(n)) if n.concerns(&self.prefix) => {
+                    return Some(WatchEvent::Notification(n))
+                }
+                Ok(StoreEvent::Notification(_)) => continue,
+                Ok(StoreEvent::Reset) => return Some(WatchEvent::Reset),
                 Err(broadcast::error::RecvError::Lagged(missed)) => return Some(WatchEvent::Lagged { missed }),
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

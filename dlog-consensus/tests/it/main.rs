@@ -1,6 +1,9 @@
 //! Integration tests of `dlog-consensus` through its public API: the `MetadataStore`
 //! conformance suite on every implementation, and the suite's own ability to catch a
-//! broken store.
+//! broken store; `raft_store` drives in-process Raft clusters (`cluster`).
+
+mod cluster;
+mod raft_store;
 
 use std::sync::Arc;
 use std::time::Duration;
