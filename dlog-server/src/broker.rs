@@ -43,13 +43,6 @@ impl Broker {
     /// Opens the data directory, recovers every partition and starts serving.
     pub fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
         let started = std::time::Instant::now();
-        if !config.cluster.is_single_node() {
-            // Refuse rather than run a lone node that believes it is a cluster member.
-            anyhow::bail!(
-                "--cluster-nodes: this build runs single-node brokers only; multi-node clusters \
-                 (Raft metadata) are not wired into the broker yet"
-            );
-        }
         std::fs::create_dir_all(config.data_dir.join("meta"))
             .with_context(|| format!("--data-dir {}", config.data_dir.display()))?;
         let lock_path = config.data_dir.join("meta").join("lock");
@@ -69,6 +62,13 @@ impl Broker {
             // Listening on port 0 (tests): advertise the port the OS chose.
             config.advertise_port = local_addr.port();
         }
+
+        let cluster = if config.cluster.is_single_node() {
+            None
+        } else {
+            let advertised = (config.advertise_host.clone(), config.advertise_port);
+            Some(Arc::new(crate::cluster::Cluster::start(&config, advertised)?))
+        };
 
         let n = config.shards;
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -91,6 +91,7 @@ impl Broker {
             senders,
             watches: RwLock::new(Default::default()),
             producer_ids: std::sync::Mutex::new(producer_ids),
+            cluster,
         });
         for tx in shared_txs {
             tx.send(shared.clone()).map_err(|_| anyhow::anyhow!("shard thread died at start"))?;
@@ -126,6 +127,9 @@ impl Broker {
         }
         for t in self.threads {
             let _ = t.join.join();
+        }
+        if let Some(c) = &self.shared.cluster {
+            c.shutdown();
         }
         tracing::info!("broker stopped cleanly");
     }

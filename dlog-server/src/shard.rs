@@ -43,6 +43,8 @@ pub struct Shared {
     /// Producer ids for InitProducerId (a cold path; the lock is never taken on a shard
     /// thread, see `handlers::init_producer_id`).
     pub producer_ids: Mutex<ProducerIdAllocator>,
+    /// This broker's part of a multi-node cluster (None: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
