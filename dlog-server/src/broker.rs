@@ -22,21 +22,27 @@ pub struct Broker {
     _lock: std::fs::File,
 }
 
-/// Reads the cluster id from the data directory, creating it on first start.
-fn cluster_id(config: &BrokerConfig) -> anyhow::Result<String> {
+/// The cluster id this data directory recorded, if any.
+fn recorded_cluster_id(config: &BrokerConfig) -> Option<String> {
     let path = config.data_dir.join("meta").join("cluster.id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        return Ok(id.trim().to_string());
-    }
-    // Kafka's cluster ids are 22 characters of url-safe base64 of a UUID; any stable
-    // string works for clients.
-    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    std::fs::read_to_string(path).ok().map(|id| id.trim().to_string()).filter(|id| !id.is_empty())
+}
+
+/// A new cluster id: Kafka's are 22 characters of url-safe base64 of a UUID; any stable
+/// string works for clients.
+pub fn new_cluster_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
+}
+
+/// Records `id` as this data directory's cluster (write, fsync, rename).
+fn record_cluster_id(config: &BrokerConfig, id: &str) -> anyhow::Result<()> {
+    let path = config.data_dir.join("meta").join("cluster.id");
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
     f.write_all(id.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    Ok(id)
+    Ok(())
 }
 
 impl Broker {
@@ -50,7 +56,7 @@ impl Broker {
         lock.try_lock().map_err(|_| {
             anyhow::anyhow!("--data-dir {}: another broker is using this directory", config.data_dir.display())
         })?;
-        let cluster_id = cluster_id(&config)?;
+        let recorded = recorded_cluster_id(&config);
         let producer_ids = crate::producer_ids::ProducerIdAllocator::open(&config.data_dir.join("meta"))?;
         let topics = TopicRegistry::load(&config.data_dir, config.topic_defaults.clone())
             .with_context(|| format!("loading topics from {}", config.data_dir.display()))?;
@@ -63,12 +69,18 @@ impl Broker {
             config.advertise_port = local_addr.port();
         }
 
-        let cluster = if config.cluster.is_single_node() {
-            None
+        // A single node makes its own cluster id; a cluster member takes the group's,
+        // and refuses to start on a data directory of another cluster.
+        let (cluster, cluster_id) = if config.cluster.is_single_node() {
+            (None, recorded.clone().unwrap_or_else(new_cluster_id))
         } else {
             let advertised = (config.advertise_host.clone(), config.advertise_port);
-            Some(Arc::new(crate::cluster::Cluster::start(&config, advertised)?))
+            let (cluster, id) = crate::cluster::Cluster::start(&config, advertised, recorded.clone())?;
+            (Some(Arc::new(cluster)), id)
         };
+        if recorded.as_deref() != Some(&*cluster_id) {
+            record_cluster_id(&config, &cluster_id)?;
+        }
 
         let n = config.shards;
         let cores = core_affinity::get_core_ids().unwrap_or_default();

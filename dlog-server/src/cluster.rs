@@ -19,8 +19,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use dlog_consensus::raft::network::{RaftRequest, RaftResponse};
 use dlog_consensus::{
-    MetadataStore, PutOptions, RaftStatus, RaftStore, RaftStoreConfig, RpcHandler, SystemClock, Transport,
-    TransportError,
+    Comparison, ExpectedVersion, MetadataError, MetadataStore, PutOptions, RaftStatus, RaftStore, RaftStoreConfig,
+    RpcHandler, SystemClock, Transport, TransportError,
 };
 use dlog_core::NodeId;
 
@@ -129,7 +129,15 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the RPC listener and the metadata node, then (in the background) forms
     /// the group and registers this broker.
-    pub fn start(config: &BrokerConfig, advertised: (String, u16)) -> anyhow::Result<Cluster> {
+    ///
+    /// Returns once the group is formed and agrees with this node on who the members
+    /// are and which cluster this is (waiting, and logging whom it waits for, while
+    /// members are missing at the first start), with the cluster id.
+    pub fn start(
+        config: &BrokerConfig,
+        advertised: (String, u16),
+        recorded_id: Option<String>,
+    ) -> anyhow::Result<(Cluster, String)> {
         let cluster = &config.cluster;
         let rpc_listen = cluster.rpc_listen.context("--rpc-listen is required in a cluster")?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,14 +168,28 @@ impl Cluster {
             let _ = inbound.raft.set(store.rpc_handler());
             anyhow::Ok((Arc::new(store), server))
         })?;
+        let joined = runtime.block_on(join(&store, &cluster.nodes, recorded_id));
+        let cluster_id = match joined {
+            Ok(id) => id,
+            Err(e) => {
+                let (store, server) = (store.clone(), server);
+                runtime.block_on(async move {
+                    store.shutdown().await;
+                    server.stop().await;
+                });
+                return Err(e);
+            }
+        };
         let info = BrokerInfo { id: me, host: advertised.0, port: advertised.1, rack: cluster.rack.clone() };
-        runtime.spawn(form_and_register(store.clone(), info));
-        tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), "cluster member started");
-        Ok(Cluster {
+        runtime.spawn(register(store.clone(), info));
+        tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), cluster_id,
+            "cluster member started");
+        let c = Cluster {
             runtime: std::sync::Mutex::new(Some(runtime)),
             store,
             server: std::sync::Mutex::new(Some(server)),
-        })
+        };
+        Ok((c, cluster_id))
     }
 
     /// The live brokers as this node last applied them.
@@ -201,22 +223,72 @@ impl Cluster {
     }
 }
 
-/// Forms the group (once every member answers), then keeps this broker registered:
-/// an ephemeral key in a session kept alive; a lost session registers again.
-async fn form_and_register(store: Arc<RaftStore>, info: BrokerInfo) {
-    let mut waited = 0u32;
+const MEMBERS_KEY: &str = "/cluster/members";
+const CLUSTER_ID_KEY: &str = "/cluster/id";
+
+fn members_text(members: &BTreeMap<NodeId, String>) -> String {
+    members.iter().map(|(id, addr)| format!("{}={addr}", id.0)).collect::<Vec<_>>().join(",")
+}
+
+/// Runs `op` until it succeeds or fails for a reason retrying cannot fix, logging
+/// every few attempts why it waits.
+async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, MetadataError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MetadataError>>,
+{
+    let mut attempt = 0u32;
     loop {
-        match store.bootstrap().await {
-            Ok(()) => break,
-            Err(e) => {
-                if waited.is_multiple_of(10) {
-                    tracing::info!(error = %e, "waiting for every cluster member to answer before forming the group");
+        match op().await {
+            Err(e) if e.is_retriable() => {
+                if attempt.is_multiple_of(10) {
+                    tracing::info!(error = %e, "waiting to {what}");
                 }
-                waited += 1;
+                attempt += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            other => return other,
         }
     }
+}
+
+/// Forms the group (once every member answers), then checks this node against it: the
+/// member lists must be equal and the data directory, if it recorded a cluster id, must
+/// be of this cluster. The first node to get here records both.
+async fn join(
+    store: &RaftStore,
+    members: &BTreeMap<NodeId, String>,
+    recorded_id: Option<String>,
+) -> anyhow::Result<String> {
+    retrying("form the metadata group (every member must answer)", || store.bootstrap()).await?;
+    let mine = members_text(members);
+    let put_new = |key: &'static str, value: String| async move {
+        match store.put(key, Bytes::from(value), PutOptions::expect(ExpectedVersion::NotExists)).await {
+            Ok(_) | Err(MetadataError::UnexpectedVersion { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let stored = store.get(key, Comparison::Equal).await?.map(|e| e.value);
+        Ok(stored.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default())
+    };
+    let theirs = retrying("record the cluster members", || put_new(MEMBERS_KEY, mine.clone())).await?;
+    if theirs != mine {
+        anyhow::bail!("--cluster-nodes {mine} disagrees with the cluster's members {theirs}");
+    }
+    let candidate = recorded_id.clone().unwrap_or_else(crate::broker::new_cluster_id);
+    let id = retrying("record the cluster id", || put_new(CLUSTER_ID_KEY, candidate.clone())).await?;
+    if let Some(recorded) = recorded_id {
+        if recorded != id {
+            anyhow::bail!(
+                "--data-dir belongs to cluster {recorded:?}, but the nodes of --cluster-nodes form cluster {id:?}"
+            );
+        }
+    }
+    Ok(id)
+}
+
+/// Keeps this broker registered: an ephemeral key in a session kept alive; a lost
+/// session registers again.
+async fn register(store: Arc<RaftStore>, info: BrokerInfo) {
     let store_dyn: Arc<dyn MetadataStore> = store.clone();
     loop {
         let session = match store.create_session(BROKER_SESSION, &format!("broker-{}", info.id.0)).await {

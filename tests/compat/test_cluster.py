@@ -33,16 +33,26 @@ class Node:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
 
-    def start(self):
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"node{self.id}.{self.starts}.log"
+
+    def start(self, members: str | None = None):
+        self.spawn(members)
+        self.wait_listening()
+
+    def spawn(self, members: str | None = None):
         self.starts += 1
-        log = open(self.workdir / f"node{self.id}.{self.starts}.log", "wb")
+        log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(DLOG_BIN), "broker", "--node-id", str(self.id), "--data-dir", str(self.workdir / f"data{self.id}"),
              "--listen", self.bootstrap, "--rpc-listen", f"127.0.0.1:{self.rpc_port}",
-             "--cluster-nodes", self.members, "--shards", "1"],
+             "--cluster-nodes", members or self.members, "--shards", "1"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=dict(os.environ, NO_COLOR="1", RUST_LOG="info"))
         log.close()
+
+    def wait_listening(self):
         deadline = time.monotonic() + 30
         while not port_open(self.kafka_port):
             assert self.proc.poll() is None, f"node {self.id} exited with {self.proc.returncode}"
@@ -71,8 +81,11 @@ def cluster3(tmp_path):
     rpc = {i: free_port() for i in ids}
     members = ",".join(f"{i}=127.0.0.1:{rpc[i]}" for i in ids)
     nodes = {i: Node(i, tmp_path, members, kafka[i], rpc[i]) for i in ids}
+    # a member joins only once every member answers: start them all, then wait
     for n in nodes.values():
-        n.start()
+        n.spawn()
+    for n in nodes.values():
+        n.wait_listening()
     yield nodes
     for n in nodes.values():
         try:
@@ -133,3 +146,31 @@ def test_three_nodes_form_a_cluster_and_survive_losing_the_controller(cluster3):
     nodes[old].start()
     wait_for(lambda: full(nodes[old]), 30, "the restarted node to see the cluster", 0.2)
     wait_for(lambda: len(describe(survivor)["brokers"]) == 3, 15, "the restarted broker to register", 0.2)
+
+
+def test_a_node_with_another_member_list_or_cluster_refuses_to_start(cluster3):
+    nodes = cluster3
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the cluster to form", 0.2)
+    n3 = nodes[3]
+    assert n3.stop() == 0
+
+    # --cluster-nodes that disagree with the cluster's members
+    extra = n3.members + f",4=127.0.0.1:{free_port()}"
+    n3.spawn(extra)
+    assert n3.proc.wait(60) != 0, "a node with another member list must not start"
+    assert "disagrees with the cluster's members" in n3.log_path.read_text(), n3.log_path.read_text()[-2000:]
+
+    # a data directory of another cluster
+    id_file = n3.workdir / "data3" / "meta" / "cluster.id"
+    own = id_file.read_text()
+    id_file.write_text("another-cluster-id")
+    n3.spawn()
+    assert n3.proc.wait(60) != 0, "a data directory of another cluster must not start"
+    assert "belongs to cluster" in n3.log_path.read_text(), n3.log_path.read_text()[-2000:]
+
+    # back to its own: it rejoins
+    id_file.write_text(own)
+    n3.start()
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 15, "node 3 to register again", 0.2)
+    ids = {describe(n)["cluster_id"] for n in nodes.values()}
+    assert len(ids) == 1, f"the nodes report different cluster ids: {ids}"
