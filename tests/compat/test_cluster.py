@@ -126,6 +126,10 @@ def test_three_nodes_form_a_cluster_and_survive_losing_the_controller(cluster3):
             (m.id, m.kafka_port) for m in nodes.values())
     controllers = {describe(n)["controller_id"] for n in nodes.values()}
     assert len(controllers) == 1, f"nodes disagree on the controller: {controllers}"
+    out = subprocess.run([str(DLOG_BIN), "cluster", "status", "--bootstrap", nodes[2].bootstrap],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "brokers: 3" in out.stdout and f"controller: {next(iter(controllers))}" in out.stdout, out.stdout
 
     # kill -9 the controller: a survivor leads within a second
     old = controllers.pop()

@@ -1,8 +1,10 @@
-//! The `dlog` command line: `broker` runs a node; `topic`, `produce` and `consume` are
-//! tools for people that speak the Kafka protocol to any broker (DLog or Kafka).
+//! The `dlog` command line: `broker` runs a node; `topic`, `produce`, `consume` and
+//! `cluster` are tools for people that speak the Kafka protocol to any broker (DLog or
+//! Kafka).
 //! Every failure prints what went wrong and exits non-zero.
 
 pub mod client;
+mod cluster;
 mod consume;
 mod produce;
 mod topic;
@@ -31,6 +33,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// Show the cluster: its id, the controller and the live brokers.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Connection options shared by the tools.
@@ -48,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Cluster(args) => cluster::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
