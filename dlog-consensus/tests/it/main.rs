@@ -3,6 +3,7 @@
 //! broken store; `raft_store` drives in-process Raft clusters (`cluster`).
 
 mod cluster;
+mod linearizable;
 mod raft_store;
 
 use std::sync::Arc;
