@@ -133,20 +133,21 @@ impl Client {
 
     /// Sends to the bootstrap broker (admin requests).
     pub fn call_any<R: Request>(&mut self, key: ApiKey, request: R) -> Result<R::Response> {
-        if self.bootstrap_conn.is_none() {
-            self.bootstrap_conn = Some(Conn::open(&self.bootstrap)?);
-        }
-        let conn = self.bootstrap_conn.as_mut().expect("opened above");
-        let v = conn.version(key, preferred_version(key))?;
-        conn.call(request, v)
+        let v = self.bootstrap()?.version(key, preferred_version(key))?;
+        self.call_version(request, v)
     }
 
     /// Sends to the bootstrap broker at exactly `version` (tests of old versions).
     pub fn call_version<R: Request>(&mut self, request: R, version: i16) -> Result<R::Response> {
+        self.bootstrap()?.call(request, version)
+    }
+
+    /// The connection to the bootstrap broker, opened on first use.
+    fn bootstrap(&mut self) -> Result<&mut Conn> {
         if self.bootstrap_conn.is_none() {
             self.bootstrap_conn = Some(Conn::open(&self.bootstrap)?);
         }
-        self.bootstrap_conn.as_mut().expect("opened above").call(request, version)
+        Ok(self.bootstrap_conn.as_mut().expect("opened above"))
     }
 
     /// Sends to broker `node` (partition leaders).
