@@ -23,7 +23,10 @@
 //!   writes and reads to the leader; every node serves watches from what it applies.
 //!   Nodes talk through a [`Transport`] (one call: a request to a node, its answer),
 //!   whose messages are serde types with a postcard encoding; [`InProcessTransport`]
-//!   connects nodes in one process and cuts links for tests. The `raft` module page
+//!   connects nodes in one process and cuts links for tests (and, with a
+//!   [`LinkFaults`] model, delays and loses messages). A node keeps its data in a
+//!   directory, or on a [`SimDisk`] for the deterministic simulation
+//!   (`tests/it/sim.rs`), whose crashes lose unsynced writes. The `raft` module page
 //!   explains writes, reads, expiry, durability and why election timeouts are
 //!   staggered by rank.
 //! - [`conformance`]: the suite every implementation must pass.
@@ -92,6 +95,7 @@ pub use kv::{
     SnapshotError, Stat, VersionId,
 };
 pub use local::{Clock, LocalStore, LocalStoreConfig, ManualClock, SystemClock};
-pub use raft::network::{InProcessTransport, RpcHandler, Transport, TransportError};
-pub use raft::{controller_voters, RaftStatus, RaftStore, RaftStoreConfig};
+pub use raft::disk::{NodeDisk, SimDisk};
+pub use raft::network::{Delivery, InProcessTransport, LinkFaults, RpcHandler, Transport, TransportError};
+pub use raft::{controller_voters, ElectionJitter, RaftStatus, RaftStore, RaftStoreConfig};
 pub use store::{spawn_keep_alive, MetadataError, MetadataStore, PutOptions, StoreEvent, Watch, WatchEvent};

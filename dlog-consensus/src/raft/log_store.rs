@@ -6,7 +6,8 @@
 //! with `Durability::Immediate` (fsynced before `commit` returns), so whatever a method
 //! acknowledges survives a crash; the one exception is the committed log id, an
 //! optional hint that rides along with the next durable commit. Writes run on tokio's blocking
-//! pool, one at a time (openraft serializes them: each is awaited before the next).
+//! pool (inline on a simulated disk, see [`disk`](super::disk)), one at a time (openraft
+//! serializes them: each is awaited before the next).
 //!
 //! Invariants, checked on the way in: entries are appended at consecutive indexes with
 //! no hole after the last purged one; a purge never goes past the last entry it was
@@ -14,7 +15,6 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -23,6 +23,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::disk::Storage;
 use super::{RaftNodeId, TypeConfig};
 
 /// The log file in a node's directory.
@@ -46,18 +47,19 @@ pub struct OpenLogError(#[from] redb::Error);
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    storage: Storage,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<LogStore, OpenLogError> {
-        let db = Database::create(dir.join(LOG_FILE)).map_err(redb::Error::from)?;
+    /// Opens (or creates) the log in `storage`.
+    pub(crate) fn open(storage: &Storage) -> Result<LogStore, OpenLogError> {
+        let db = storage.open_database(LOG_FILE)?;
         // Create both tables once, so that readers never meet a missing table.
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(ENTRIES).map_err(redb::Error::from)?;
         txn.open_table(META).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), storage: storage.clone() })
     }
 
     /// A handle that does not keep the database open: it tells when every clone (those
@@ -84,7 +86,7 @@ impl LogStore {
         Ok(last)
     }
 
-    /// Runs `write` in one write transaction on the blocking pool and commits it
+    /// Runs `write` in one write transaction off the async threads and commits it
     /// durably.
     async fn write<F>(&self, write: F) -> Result<(), redb::Error>
     where
@@ -101,14 +103,16 @@ impl LogStore {
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
         let db = self.db.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability).map_err(|e| corrupt(format!("durability {durability:?}: {e}")))?;
-            write(&txn)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await;
+        let done = self
+            .storage
+            .run(move || {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(durability).map_err(|e| corrupt(format!("durability {durability:?}: {e}")))?;
+                write(&txn)?;
+                txn.commit()?;
+                Ok(())
+            })
+            .await;
         match done {
             Ok(result) => result,
             // The write panicked (an invariant broke) or the runtime is shutting down.
@@ -283,6 +287,11 @@ mod tests {
 
     use super::*;
     use crate::kv::Command;
+    use crate::raft::disk::NodeDisk;
+
+    fn storage(dir: &tempfile::TempDir) -> Storage {
+        Storage::open(NodeDisk::Dir(dir.path().to_path_buf())).unwrap()
+    }
 
     fn log_id(term: u64, index: u64) -> LogId<RaftNodeId> {
         LogId::new(CommittedLeaderId::new(term, 1), index)
@@ -305,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn entries_vote_committed_and_purged_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut store = LogStore::open(&storage(&dir)).unwrap();
         assert_eq!(store.get_log_state().await.unwrap(), LogState { last_purged_log_id: None, last_log_id: None });
         append(&mut store, (1..=5).map(|i| entry(1, i)).collect()).await;
         append(&mut store, vec![entry(2, 6)]).await;
@@ -316,7 +325,7 @@ mod tests {
         store.purge(log_id(1, 2)).await.unwrap();
         drop(store);
 
-        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut store = LogStore::open(&storage(&dir)).unwrap();
         assert_eq!(indexes(&mut store).await, vec![3, 4, 5]);
         assert_eq!(store.try_get_log_entries(4..5).await.unwrap(), vec![entry(1, 4)]);
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));

@@ -10,8 +10,10 @@
 //!   `Unavailable`. A write that was sent but not answered in time is `Unavailable`
 //!   too (it may still take effect) and is never retried on its own.
 //! - **Reads** are linearizable: the leader confirms its leadership with a quorum
-//!   (`Raft::ensure_linearizable`, which also waits for its state machine to catch up)
-//!   and reads its [`KvState`]; a follower forwards the read to the leader.
+//!   (`Raft::ensure_linearizable`, which also waits for its state machine to catch up,
+//!   and, on a leader that restarted into its own term, until it applied what its log
+//!   held at start: see `Node::confirm_leadership`) and reads its [`KvState`]; a
+//!   follower forwards the read to the leader.
 //! - **Watches** are served by the node itself: every node applies every entry and
 //!   broadcasts its notifications to its own watchers ([`state_machine`]). A new watch
 //!   first gets the leader's commit index (confirmed with a quorum) and waits for this
@@ -21,6 +23,8 @@
 //! - **Session expiry**: every [`RaftStoreConfig::expiry_interval`] the leader, and only
 //!   the leader, proposes `ExpireSessions` when its state has a session past its
 //!   deadline (checked locally first, so an idle cluster writes nothing).
+//! - **Storage** is a directory or, for the deterministic simulation, a [`disk::SimDisk`]
+//!   ([`RaftStore::open_on`]); the code above it is the same.
 //! - **Durability**: the log is in redb ([`log_store`]), fsynced before openraft is told
 //!   an entry is stored; the state machine is in memory and snapshotted to a file every
 //!   [`RaftStoreConfig::snapshot_every_entries`] entries, after which openraft purges the
@@ -51,6 +55,7 @@
 //! are computed from the members given to [`RaftStore::open`]; a later membership
 //! change keeps the ranks of the start until the nodes restart.
 
+pub mod disk;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -65,13 +70,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dlog_core::NodeId;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::storage::RaftLogStorage;
 /// A node's role in the group, as openraft names it.
 pub use openraft::ServerState;
-use openraft::{BasicNode, ChangeMembers, LogId, Raft, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::disk::{NodeDisk, Storage};
 use self::log_store::{LogStore, OpenLogError};
 use self::network::{
     ForwardError, ForwardRequest, ForwardResponse, NetworkFactory, RaftRequest, RaftResponse, ReadRequest, RpcHandler,
@@ -179,6 +186,19 @@ pub struct RaftStoreConfig {
     pub watch_capacity: usize,
     /// Voters when the cluster has more than [`VOTERS_MAX`] nodes: 3 or 5.
     pub max_voters: usize,
+    /// Where in its window ([`election_timeout_ms`]) a voter's election timeout falls.
+    pub election_jitter: ElectionJitter,
+}
+
+/// How a voter's election timeout is chosen within its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ElectionJitter {
+    /// openraft draws it at random when the node starts.
+    #[default]
+    Random,
+    /// This many milliseconds past the window's start (capped to the window): no
+    /// randomness, for the deterministic simulation.
+    Fixed { offset_ms: u64 },
 }
 
 impl Default for RaftStoreConfig {
@@ -192,6 +212,7 @@ impl Default for RaftStoreConfig {
             expiry_interval: Duration::from_millis(100),
             watch_capacity: 1024,
             max_voters: VOTERS_MAX,
+            election_jitter: ElectionJitter::Random,
         }
     }
 }
@@ -242,6 +263,9 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 struct Node {
     id: NodeId,
     raft: Raft<TypeConfig>,
+    /// The last log index this node's log held when it started: a read it serves as
+    /// leader waits until it applied that far (see `confirm_leadership`).
+    recovered_log_index: Option<u64>,
     shared: Arc<SharedState>,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
@@ -338,26 +362,50 @@ impl Node {
             }
             ForwardRequest::AddLearners(nodes) => self.add_learners(nodes, timeout).await,
             ForwardRequest::ReadIndex => {
-                let read_log_id = self.confirm_leadership(timeout).await?;
-                Ok(ForwardResponse::ReadIndex(read_log_id.map(|id| id.index)))
+                let read_index = self.confirm_leadership(timeout).await?;
+                Ok(ForwardResponse::ReadIndex(read_index))
             }
         }
     }
 
     /// Confirms with a quorum that this node still leads and waits until it applied
     /// everything committed when it was asked: a read of its state after this is
-    /// linearizable. Returns that commit point.
-    async fn confirm_leadership(&self, timeout: Duration) -> Result<Option<LogId<RaftNodeId>>, ForwardError> {
-        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
-            Ok(Ok(read_log_id)) => Ok(read_log_id),
+    /// linearizable. Returns that commit point's index.
+    ///
+    /// openraft 0.9's read index is the larger of the leader's commit index and the
+    /// first entry of its term. A leader that restarts and leads its term again (its
+    /// vote is on disk) starts with the commit index it last saved, which may be behind
+    /// entries a quorum acknowledged before the crash, and the first entry of its term
+    /// is older still: it would serve reads missing acknowledged writes. Found by the
+    /// simulation (`tests/it/sim.rs`). A leader's log holds every committed entry, so
+    /// waiting also until it applied what its log held at start closes the gap; that
+    /// wait ends once, early in the node's life, and costs nothing after.
+    async fn confirm_leadership(&self, timeout: Duration) -> Result<Option<u64>, ForwardError> {
+        let started = Instant::now();
+        let read_index = match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Ok(Ok(read_log_id)) => read_log_id.map(|id| id.index),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(ForwardError::NotLeader { leader: f.leader_id })
+                return Err(ForwardError::NotLeader { leader: f.leader_id })
             }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                Err(ForwardError::NoQuorum(e.to_string()))
+                return Err(ForwardError::NoQuorum(e.to_string()))
             }
-            Ok(Err(RaftError::Fatal(fatal))) => Err(ForwardError::Unavailable(format!("Raft stopped: {fatal}"))),
-            Err(_) => Err(ForwardError::NoQuorum(format!("leadership not confirmed within {timeout:?}"))),
+            Ok(Err(RaftError::Fatal(fatal))) => {
+                return Err(ForwardError::Unavailable(format!("Raft stopped: {fatal}")))
+            }
+            Err(_) => return Err(ForwardError::NoQuorum(format!("leadership not confirmed within {timeout:?}"))),
+        };
+        if read_index >= self.recovered_log_index {
+            return Ok(read_index);
+        }
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let wait = self.raft.wait(Some(remaining));
+        match wait.applied_index_at_least(self.recovered_log_index, "apply the log recovered at start").await {
+            Ok(_) => Ok(self.recovered_log_index),
+            Err(e) => Err(ForwardError::NoQuorum(format!(
+                "the log recovered at start (up to {:?}) not applied: {e}",
+                self.recovered_log_index
+            ))),
         }
     }
 
@@ -558,6 +606,19 @@ impl RaftStore {
         transport: Arc<dyn Transport>,
         clock: Arc<dyn Clock>,
     ) -> Result<RaftStore, OpenError> {
+        RaftStore::open_on(id, NodeDisk::Dir(dir.to_path_buf()), members, config, transport, clock).await
+    }
+
+    /// [`open`](Self::open) with the data on `disk`: a directory, or a simulated disk
+    /// (see [`disk`]).
+    pub async fn open_on(
+        id: NodeId,
+        disk: NodeDisk,
+        members: BTreeMap<NodeId, String>,
+        config: RaftStoreConfig,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RaftStore, OpenError> {
         if let Some(bad) = members.keys().find(|m| m.0 < 0) {
             return Err(OpenError::Config(format!("negative node id {bad}")));
         }
@@ -579,7 +640,16 @@ impl RaftStore {
         let (voters, _) = controller_voters(members.keys().copied(), config.max_voters);
         // Learners never campaign; past the voters' ranks they collide with no one.
         let rank = voters.iter().position(|&v| v == id).unwrap_or(voters.len());
-        let (election_timeout_min, election_timeout_max) = election_timeout_ms(heartbeat_ms, rank);
+        let (window_min, window_max) = election_timeout_ms(heartbeat_ms, rank);
+        let (election_timeout_min, election_timeout_max) = match config.election_jitter {
+            ElectionJitter::Random => (window_min, window_max),
+            // openraft draws from [min, max): a 1 ms range leaves it no choice.
+            ElectionJitter::Fixed { offset_ms } => {
+                let fixed = window_min + offset_ms.min(window_max - window_min - 1);
+                (fixed, fixed + 1)
+            }
+        };
+        debug_assert!(window_min <= election_timeout_min && election_timeout_max <= window_max);
         let raft_config = openraft::Config {
             cluster_name: config.cluster_name.clone(),
             heartbeat_interval: heartbeat_ms,
@@ -595,16 +665,22 @@ impl RaftStore {
         .validate()
         .map_err(|e| OpenError::Config(e.to_string()))?;
 
-        std::fs::create_dir_all(dir)?;
-        let dir_owned = dir.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, OpenError> {
-            let log = LogStore::open(&dir_owned)?;
-            let snapshot = load_snapshot(&dir_owned)?;
-            Ok((log, snapshot))
-        })
-        .await
-        .map_err(|e| OpenError::Io(std::io::Error::other(e)))?;
-        let (log, snapshot) = opened?;
+        let storage = Storage::open(disk)?;
+        let storage_owned = storage.clone();
+        let opened = storage
+            .run(move || -> Result<_, OpenError> {
+                let log = LogStore::open(&storage_owned)?;
+                let snapshot = load_snapshot(&storage_owned)?;
+                Ok((log, snapshot))
+            })
+            .await?;
+        let (mut log, snapshot) = opened?;
+        let recovered_log_index = log
+            .get_log_state()
+            .await
+            .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+            .last_log_id
+            .map(|id| id.index);
         let log_liveness = log.liveness();
         let (stored, kv) = match snapshot {
             Some((stored, kv)) => (Some(stored), kv),
@@ -614,7 +690,7 @@ impl RaftStore {
             tracing::info!(node = %id, snapshot = %s.meta, "metadata state restored from its snapshot");
         }
         let shared = Arc::new(SharedState::new(kv, config.watch_capacity));
-        let state_machine = StateMachine::new(dir, shared.clone(), stored);
+        let state_machine = StateMachine::new(&storage, shared.clone(), stored);
         let network = NetworkFactory { me: id, transport: transport.clone() };
         let raft = Raft::new(raft_id(id), Arc::new(raft_config), network, log, state_machine)
             .await
@@ -624,7 +700,7 @@ impl RaftStore {
             "metadata Raft node started"
         );
         let expiry_interval = config.expiry_interval;
-        let node = Arc::new(Node { id, raft, shared, transport, clock, config });
+        let node = Arc::new(Node { id, raft, recovered_log_index, shared, transport, clock, config });
         let expiry_task = tokio::spawn(expire_sessions_every(Arc::downgrade(&node), expiry_interval));
         Ok(RaftStore { node, members, expiry_task, log: log_liveness })
     }

@@ -172,8 +172,26 @@ pub trait RpcHandler: Send + Sync + 'static {
     async fn handle(&self, request: RaftRequest) -> RaftResponse;
 }
 
+/// What the network does to one message ([`LinkFaults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered after this delay. Random delays reorder messages.
+    After(Duration),
+    /// Never delivered: the sender waits out its timeout.
+    Lost,
+}
+
+/// A fault model for [`InProcessTransport`]: decides the fate of every message, a
+/// request or an answer, from `from` to `to`, given its bytes (so that a seeded model
+/// can decide by content, whatever the order in which messages sent at the same
+/// instant reach it).
+pub trait LinkFaults: Send + Sync + fmt::Debug + 'static {
+    fn deliver(&self, from: NodeId, to: NodeId, message: &[u8]) -> Delivery;
+}
+
 /// A transport between nodes in one process, for tests: a registry of nodes by id,
-/// with links that can be cut and healed and nodes that can be dropped.
+/// with links that can be cut and healed and nodes that can be dropped, and optionally
+/// a [`LinkFaults`] model delaying and losing messages.
 ///
 /// It holds its nodes weakly (a node owns its transport; the reverse would be a
 /// cycle), so a node whose store is dropped becomes unreachable by itself. Requests
@@ -188,11 +206,16 @@ struct Registry {
     nodes: BTreeMap<NodeId, Weak<dyn RpcHandler>>,
     /// Cut links, each as (lower id, higher id): both directions are cut.
     cut: BTreeSet<(NodeId, NodeId)>,
+    faults: Option<Arc<dyn LinkFaults>>,
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("nodes", &self.nodes.keys()).field("cut", &self.cut).finish()
+        f.debug_struct("Registry")
+            .field("nodes", &self.nodes.keys())
+            .field("cut", &self.cut)
+            .field("faults", &self.faults)
+            .finish()
     }
 }
 
@@ -247,6 +270,38 @@ impl InProcessTransport {
         self.registry().cut.clear();
     }
 
+    /// Delays and loses messages as `faults` says, or, with `None`, delivers every
+    /// message at once.
+    pub fn set_faults(&self, faults: Option<Arc<dyn LinkFaults>>) {
+        self.registry().faults = faults;
+    }
+
+    fn faults(&self) -> Option<Arc<dyn LinkFaults>> {
+        self.registry().faults.clone()
+    }
+
+    /// Carries one message from `from` to `to` through the fault model, by `deadline`:
+    /// whether it arrived in time and the link is still up.
+    async fn carry(&self, from: NodeId, to: NodeId, message: &[u8], deadline: tokio::time::Instant) -> bool {
+        let Some(faults) = self.faults() else { return true };
+        match faults.deliver(from, to, message) {
+            Delivery::Lost => {
+                tokio::time::sleep_until(deadline).await;
+                false
+            }
+            Delivery::After(delay) => {
+                let arrival = tokio::time::Instant::now() + delay;
+                if arrival > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return false;
+                }
+                tokio::time::sleep_until(arrival).await;
+                // A link cut while the message was on its way loses it.
+                !self.registry().cut.contains(&link(from, to))
+            }
+        }
+    }
+
     fn reachable(&self, from: NodeId, to: NodeId) -> Option<Arc<dyn RpcHandler>> {
         let registry = self.registry();
         if registry.cut.contains(&link(from, to)) {
@@ -265,19 +320,29 @@ impl Transport for InProcessTransport {
         request: RaftRequest,
         timeout: Duration,
     ) -> Result<RaftResponse, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let no_answer = TransportError::NoAnswer { node: to, timeout };
         let handler = self.reachable(from, to).ok_or(TransportError::Unreachable(to))?;
-        let request = RaftRequest::from_bytes(&request.to_bytes()?)?;
+        let bytes = request.to_bytes()?;
+        if !self.carry(from, to, &bytes, deadline).await {
+            return Err(no_answer);
+        }
+        // The node may have gone while the request travelled.
+        let Some(handler) = self.reachable(from, to).filter(|h| Arc::ptr_eq(h, &handler)) else {
+            return Err(no_answer);
+        };
+        let request = RaftRequest::from_bytes(&bytes)?;
         // The receiver works in a task of its own, as a server would: a caller giving up
         // does not cancel what was delivered.
         let serving = tokio::spawn(async move { handler.handle(request).await.to_bytes() });
-        let answer = match tokio::time::timeout(timeout, serving).await {
+        let answer = match tokio::time::timeout_at(deadline, serving).await {
             Ok(Ok(answer)) => answer?,
             // The receiver panicked: as if its process died mid-request.
-            Ok(Err(_)) | Err(_) => return Err(TransportError::NoAnswer { node: to, timeout }),
+            Ok(Err(_)) | Err(_) => return Err(no_answer),
         };
         // A link cut while the request was served loses the answer.
-        if self.registry().cut.contains(&link(from, to)) {
-            return Err(TransportError::NoAnswer { node: to, timeout });
+        if self.registry().cut.contains(&link(from, to)) || !self.carry(to, from, &answer, deadline).await {
+            return Err(no_answer);
         }
         RaftResponse::from_bytes(&answer)
     }

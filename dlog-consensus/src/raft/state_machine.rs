@@ -9,11 +9,9 @@
 //!
 //! A snapshot is [`KvState::snapshot`] with openraft's [`SnapshotMeta`] (last applied
 //! log id and membership), in one file, `snapshot.bin`, replaced atomically: written
-//! to a temporary file, fsynced, renamed over the old one, and the directory fsynced.
+//! to a temporary file, fsynced, renamed over the old one, and the directory fsynced
+//! (on a simulated disk, replaced atomically and durably at once: see [`disk`](super::disk)).
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::RaftStateMachine;
@@ -24,13 +22,13 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use super::disk::Storage;
 use super::{Applied, RaftNodeId, TypeConfig};
 use crate::kv::{KvState, SnapshotError};
 use crate::store::StoreEvent;
 
 /// The snapshot file in a node's directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
-const SNAPSHOT_TEMP_FILE: &str = "snapshot.bin.tmp";
 /// The first byte of the snapshot file: the encoding that follows.
 const SNAPSHOT_FILE_FORMAT_V1: u8 = 1;
 
@@ -79,13 +77,13 @@ pub(crate) struct StoredSnapshot {
 /// its snapshot builders (which may finish after a newer snapshot was installed).
 #[derive(Debug)]
 struct SnapshotFile {
-    dir: PathBuf,
+    storage: Storage,
     current: Mutex<Option<Arc<StoredSnapshot>>>,
 }
 
 impl SnapshotFile {
     /// Saves `snapshot` if it is newer than the current one; returns whether it did.
-    /// Blocking: call it from the blocking pool.
+    /// Blocking: call it through [`Storage::run`].
     fn save(&self, snapshot: StoredSnapshot) -> std::io::Result<bool> {
         // Held across the file write, so that two saves cannot interleave.
         let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -96,13 +94,7 @@ impl SnapshotFile {
         }
         let mut bytes = vec![SNAPSHOT_FILE_FORMAT_V1];
         bytes = postcard::to_extend(&snapshot, bytes).map_err(std::io::Error::other)?;
-        let temp = self.dir.join(SNAPSHOT_TEMP_FILE);
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, self.dir.join(SNAPSHOT_FILE))?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        self.storage.replace_file(SNAPSHOT_FILE, &bytes)?;
         *current = Some(Arc::new(snapshot));
         Ok(true)
     }
@@ -123,13 +115,9 @@ pub enum LoadSnapshotError {
     State(#[from] SnapshotError),
 }
 
-/// Reads the snapshot file of `dir`, if there is one.
-pub(crate) fn load_snapshot(dir: &Path) -> Result<Option<(StoredSnapshot, KvState)>, LoadSnapshotError> {
-    let bytes = match fs::read(dir.join(SNAPSHOT_FILE)) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+/// Reads the snapshot file of `storage`, if there is one.
+pub(crate) fn load_snapshot(storage: &Storage) -> Result<Option<(StoredSnapshot, KvState)>, LoadSnapshotError> {
+    let Some(bytes) = storage.read_file(SNAPSHOT_FILE)? else { return Ok(None) };
     let Some((&format, body)) = bytes.split_first() else {
         return Err(LoadSnapshotError::Decode("empty file".to_string()));
     };
@@ -152,14 +140,15 @@ pub(crate) struct StateMachine {
 }
 
 impl StateMachine {
-    /// The state machine of `dir`, from its snapshot if it has one (already loaded
+    /// The state machine of `storage`, from its snapshot if it has one (already loaded
     /// into `shared` by the caller, see [`load_snapshot`]).
-    pub(crate) fn new(dir: &Path, shared: Arc<SharedState>, snapshot: Option<StoredSnapshot>) -> StateMachine {
+    pub(crate) fn new(storage: &Storage, shared: Arc<SharedState>, snapshot: Option<StoredSnapshot>) -> StateMachine {
         let (last_applied, membership) = match &snapshot {
             Some(s) => (s.meta.last_log_id, s.meta.last_membership.clone()),
             None => (None, StoredMembership::default()),
         };
-        let snapshots = Arc::new(SnapshotFile { dir: dir.to_path_buf(), current: Mutex::new(snapshot.map(Arc::new)) });
+        let snapshots =
+            Arc::new(SnapshotFile { storage: storage.clone(), current: Mutex::new(snapshot.map(Arc::new)) });
         StateMachine { shared, last_applied, membership, snapshots, snapshots_built: 0 }
     }
 }
@@ -169,10 +158,8 @@ fn snapshot_of(stored: &StoredSnapshot) -> Snapshot<TypeConfig> {
 }
 
 async fn save_in_background(snapshots: Arc<SnapshotFile>, snapshot: StoredSnapshot) -> std::io::Result<bool> {
-    match tokio::task::spawn_blocking(move || snapshots.save(snapshot)).await {
-        Ok(result) => result,
-        Err(e) => Err(std::io::Error::other(format!("snapshot write task failed: {e}"))),
-    }
+    let storage = snapshots.storage.clone();
+    storage.run(move || snapshots.save(snapshot)).await?
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -3,6 +3,10 @@
 //! recorded history (invocation and response instants, results) must have a
 //! linearization, found by a Wing & Gong search with memoization (as Knossos and
 //! Porcupine do). A fabricated stale read shows the checker refuses what it must.
+//!
+//! The checker also serves the simulation (`sim`), whose histories hold operations of
+//! unknown outcome (a timeout, a crash): those may take effect or not, any time after
+//! they began.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,52 +20,121 @@ use crate::cluster::{config, Cluster};
 
 const KEY: &str = "register";
 
-/// The register: its value and version, or absent.
-type State = Option<(String, i64)>;
+/// The register: its value and version, or absent. The version is `None` after a write
+/// whose outcome is unknown, until an operation observes it: the version that write got
+/// is a free variable, bound by the first observation (versions are unique store-wide,
+/// so which one it is does not matter).
+pub type State = Option<(String, Option<i64>)>;
 
-#[derive(Debug, Clone)]
-enum Op {
+/// An observed register.
+pub type Seen = Option<(String, i64)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
     /// Observed this state.
-    Read(State),
-    /// Stored `value`; the store named the new version.
-    Write { value: String, version: i64 },
-    /// Stored `value` if the version was `expected`: `Ok(new version)`, or refused.
-    Cas { expected: i64, value: String, outcome: Result<i64, ()> },
+    Read(Seen),
+    /// Stored `value`; the store named the new version (`None`: the write's outcome is
+    /// unknown and nobody saw its value).
+    Write { value: String, version: Option<i64> },
+    /// Stored `value` if the version was `expected`.
+    Cas { expected: i64, value: String, outcome: CasOutcome },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CasOutcome {
+    /// Stored, with this new version.
+    Stored(i64),
+    /// Refused: the version was `actual` (`None`: no such key).
+    Refused { actual: Option<i64> },
+    /// The store did not answer (timeout, crash): it may have happened or not.
+    Unknown,
+}
+
+/// One operation of a history: `returned` is `None` when its outcome is unknown, in
+/// which case it may take effect at any point after `invoked`, or never.
 #[derive(Debug, Clone)]
-struct Event {
-    invoked: Instant,
-    returned: Instant,
-    op: Op,
+pub struct Event {
+    pub invoked: Instant,
+    pub returned: Option<Instant>,
+    pub op: Op,
 }
 
 /// The state after applying `op` to `state`, if `op` could have happened there.
 fn step(state: &State, op: &Op) -> Option<State> {
-    let version = state.as_ref().map(|(_, v)| *v);
-    match op {
-        Op::Read(seen) => (seen == state).then(|| state.clone()),
-        Op::Write { value, version: new } => (version < Some(*new)).then(|| Some((value.clone(), *new))),
-        Op::Cas { expected, value, outcome: Ok(new) } => {
-            (version == Some(*expected) && Some(*new) > version).then(|| Some((value.clone(), *new)))
+    // The version the register has, binding an unknown one to `observed`.
+    let bind = |observed: i64| -> Option<State> {
+        match state {
+            Some((value, None)) => Some(Some((value.clone(), Some(observed)))),
+            Some((_, Some(v))) if *v == observed => Some(state.clone()),
+            _ => None,
         }
-        Op::Cas { expected, outcome: Err(()), .. } => (version != Some(*expected)).then(|| state.clone()),
+    };
+    match op {
+        Op::Read(None) => state.is_none().then_some(None),
+        Op::Read(Some((seen, version))) => match state {
+            Some((value, _)) if value == seen => bind(*version),
+            _ => None,
+        },
+        // Versions grow (an unknown one is taken to be lower).
+        Op::Write { value, version: Some(new) } => {
+            let old = state.as_ref().and_then(|(_, v)| *v);
+            (old < Some(*new)).then(|| Some((value.clone(), Some(*new))))
+        }
+        Op::Write { value, version: None } => Some(Some((value.clone(), None))),
+        Op::Cas { expected, value, outcome: CasOutcome::Stored(new) } => {
+            (*new > *expected && bind(*expected).is_some()).then(|| Some((value.clone(), Some(*new))))
+        }
+        Op::Cas { expected, outcome: CasOutcome::Refused { actual }, .. } => match actual {
+            Some(a) if a == expected => None,
+            Some(a) => bind(*a),
+            None => state.is_none().then_some(None),
+        },
+        Op::Cas { expected, value, outcome: CasOutcome::Unknown } => {
+            bind(*expected).map(|_| Some((value.clone(), None)))
+        }
     }
 }
 
-/// Whether the history has a linearization starting from an absent register.
-fn linearizable(history: &[Event]) -> bool {
+/// Fills in what later reads tell of operations whose outcome is unknown: a value is
+/// written once, so a read of it names the version the write got.
+pub fn resolve_unknown(history: &mut [Event]) {
+    let seen: std::collections::BTreeMap<String, i64> = history
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::Read(Some((value, version))) => Some((value.clone(), *version)),
+            _ => None,
+        })
+        .collect();
+    for e in history.iter_mut().filter(|e| e.returned.is_none()) {
+        match &mut e.op {
+            Op::Write { value, version } => {
+                if let Some(&v) = seen.get(value.as_str()) {
+                    *version = Some(v);
+                }
+            }
+            Op::Cas { value, outcome, .. } => {
+                if let Some(&v) = seen.get(value.as_str()) {
+                    *outcome = CasOutcome::Stored(v);
+                }
+            }
+            Op::Read(_) => {}
+        }
+    }
+}
+
+/// Whether the history of one register has a linearization starting from an absent
+/// register. Operations whose outcome is unknown may be left out.
+pub fn linearizable(history: &[Event]) -> bool {
     assert!(history.len() <= 128, "the search keeps the done set in a u128");
     fn search(h: &[Event], done: u128, state: &State, seen: &mut HashSet<(u128, State)>) -> bool {
-        if done.count_ones() as usize == h.len() {
-            return true;
-        }
+        let pending = || h.iter().enumerate().filter(|(i, _)| done & (1u128 << i) == 0);
+        // An operation may come next only if no pending one returned before it began.
+        let Some(first_return) = pending().filter_map(|(_, e)| e.returned).min() else {
+            return true; // every operation that returned is placed
+        };
         if !seen.insert((done, state.clone())) {
             return false;
         }
-        // An operation may come next only if no pending one returned before it began.
-        let pending = || h.iter().enumerate().filter(|(i, _)| done & (1u128 << i) == 0);
-        let first_return = pending().map(|(_, e)| e.returned).min().expect("something is pending");
         for (i, e) in pending() {
             if e.invoked > first_return {
                 continue;
@@ -81,9 +154,12 @@ fn linearizable(history: &[Event]) -> bool {
 fn the_checker_refuses_a_stale_read_and_accepts_overlap() {
     let t0 = Instant::now();
     let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
-    let write =
-        |v: &str, ver, a, b| Event { invoked: at(a), returned: at(b), op: Op::Write { value: v.into(), version: ver } };
-    let read = |s: State, a, b| Event { invoked: at(a), returned: at(b), op: Op::Read(s) };
+    let write = |v: &str, ver, a, b| Event {
+        invoked: at(a),
+        returned: Some(at(b)),
+        op: Op::Write { value: v.into(), version: Some(ver) },
+    };
+    let read = |s: Seen, a, b| Event { invoked: at(a), returned: Some(at(b)), op: Op::Read(s) };
     // w(x) completes, then a read that begins later sees nothing: not linearizable
     let stale = [write("x", 1, 0, 10), read(None, 20, 30)];
     assert!(!linearizable(&stale));
@@ -91,9 +167,34 @@ fn the_checker_refuses_a_stale_read_and_accepts_overlap() {
     assert!(linearizable(&[write("x", 1, 0, 10), read(None, 5, 30)]));
     assert!(linearizable(&[write("x", 1, 0, 10), read(Some(("x".into(), 1)), 5, 30)]));
     // a CAS that succeeded against a version nobody wrote is impossible
-    let cas =
-        Event { invoked: at(20), returned: at(30), op: Op::Cas { expected: 7, value: "y".into(), outcome: Ok(8) } };
-    assert!(!linearizable(&[write("x", 1, 0, 10), cas]));
+    let cas = |expected, outcome, a, b: Option<u64>| Event {
+        invoked: at(a),
+        returned: b.map(at),
+        op: Op::Cas { expected, value: "y".into(), outcome },
+    };
+    assert!(!linearizable(&[write("x", 1, 0, 10), cas(7, CasOutcome::Stored(8), 20, Some(30))]));
+
+    // A write of unknown outcome may have happened, or not...
+    let unknown =
+        |v: &str, a| Event { invoked: at(a), returned: None, op: Op::Write { value: v.into(), version: None } };
+    assert!(linearizable(&[unknown("x", 0), read(None, 20, 30)]));
+    let mut seen_later = [unknown("x", 0), read(None, 20, 30), read(Some(("x".into(), 4)), 40, 50)];
+    resolve_unknown(&mut seen_later);
+    assert!(linearizable(&seen_later), "it took effect between the reads");
+    // ...but not both before a read that missed it and after one that saw it.
+    let mut flickers = [unknown("x", 0), read(Some(("x".into(), 4)), 20, 30), read(None, 40, 50)];
+    resolve_unknown(&mut flickers);
+    assert!(!linearizable(&flickers));
+    // An unseen write of unknown outcome hides the version a CAS expected.
+    let refused = CasOutcome::Refused { actual: Some(2) };
+    let hidden = [write("x", 1, 0, 10), unknown("z", 20), cas(1, refused, 30, Some(40))];
+    assert!(linearizable(&hidden));
+    assert!(!linearizable(&[hidden[0].clone(), hidden[2].clone()]));
+    // ...and the version it got is the one a refusal then names, and no other.
+    let named = [hidden[0].clone(), hidden[1].clone(), hidden[2].clone(), cas(2, CasOutcome::Stored(5), 50, Some(60))];
+    assert!(linearizable(&named));
+    let other = [hidden[0].clone(), hidden[1].clone(), hidden[2].clone(), cas(3, CasOutcome::Stored(5), 50, Some(60))];
+    assert!(!linearizable(&other));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,15 +214,15 @@ async fn concurrent_cas_writers_on_three_nodes_are_linearizable() {
                 let op = match (i + c) % 3 {
                     0 => {
                         let e = store.get(KEY, Comparison::Equal).await.expect("read");
-                        let state = e.map(|e| (String::from_utf8_lossy(&e.value).into_owned(), e.stat.version_id.0));
-                        known = state.as_ref().map(|(_, v)| *v);
-                        Op::Read(state)
+                        let seen = e.map(|e| (String::from_utf8_lossy(&e.value).into_owned(), e.stat.version_id.0));
+                        known = seen.as_ref().map(|(_, v)| *v);
+                        Op::Read(seen)
                     }
                     1 => {
                         let (_, stat) =
                             store.put(KEY, Bytes::from(value.clone()), PutOptions::default()).await.expect("write");
                         known = Some(stat.version_id.0);
-                        Op::Write { value, version: stat.version_id.0 }
+                        Op::Write { value, version: Some(stat.version_id.0) }
                     }
                     _ => {
                         let expected = known.unwrap_or(-1);
@@ -129,18 +230,18 @@ async fn concurrent_cas_writers_on_three_nodes_are_linearizable() {
                         let outcome = match store.put(KEY, Bytes::from(value.clone()), options).await {
                             Ok((_, stat)) => {
                                 known = Some(stat.version_id.0);
-                                Ok(stat.version_id.0)
+                                CasOutcome::Stored(stat.version_id.0)
                             }
                             Err(MetadataError::UnexpectedVersion { actual, .. }) => {
                                 known = actual.map(|v| v.0);
-                                Err(())
+                                CasOutcome::Refused { actual: known }
                             }
                             Err(e) => panic!("cas: {e}"),
                         };
                         Op::Cas { expected, value, outcome }
                     }
                 };
-                events.push(Event { invoked, returned: Instant::now(), op });
+                events.push(Event { invoked, returned: Some(Instant::now()), op });
             }
             events
         }));
@@ -149,8 +250,9 @@ async fn concurrent_cas_writers_on_three_nodes_are_linearizable() {
     for t in tasks {
         history.extend(t.await.expect("client task"));
     }
-    let successes = history.iter().filter(|e| matches!(e.op, Op::Cas { outcome: Ok(_), .. })).count();
-    let refusals = history.iter().filter(|e| matches!(e.op, Op::Cas { outcome: Err(()), .. })).count();
+    let successes = history.iter().filter(|e| matches!(e.op, Op::Cas { outcome: CasOutcome::Stored(_), .. })).count();
+    let refusals =
+        history.iter().filter(|e| matches!(e.op, Op::Cas { outcome: CasOutcome::Refused { .. }, .. })).count();
     println!("{} operations, {successes} CAS succeeded, {refusals} refused", history.len());
     assert!(linearizable(&history), "no linearization of {history:#?}");
 }

@@ -5,6 +5,7 @@
 mod cluster;
 mod linearizable;
 mod raft_store;
+mod sim;
 
 use std::sync::Arc;
 use std::time::Duration;
