@@ -2,7 +2,9 @@
 //! `dlog_protocol::errors`; keep the two in step.
 
 /// Errors of the data plane, in DLog's terms.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+/// Serializable so that the controller's refusals reach the node that forwarded an
+/// admin request unchanged.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     #[error("unknown topic or partition: {0}")]
     UnknownTopicOrPartition(String),
@@ -14,6 +16,8 @@ pub enum Error {
     InvalidPartitions(String),
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
     #[error("corrupt record batch: {0}")]
@@ -32,6 +36,16 @@ pub enum Error {
     Storage(String),
     #[error("not the leader of {0}")]
     NotLeader(String),
+    /// The partition has no live leader (its only replica's broker is gone).
+    #[error("no leader available for {0}")]
+    LeaderNotAvailable(String),
+    /// This broker does not coordinate the group (another broker leads its
+    /// `__consumer_offsets` partition).
+    #[error("not the coordinator of {0}")]
+    NotCoordinator(String),
+    /// The node handling an admin request is not (or no longer) the controller.
+    #[error("not the controller: {0}")]
+    NotController(String),
     #[error("request timed out: {0}")]
     Timeout(String),
     #[error("unsupported version: {0}")]

@@ -34,6 +34,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // KIP-853's membership changes, as `dlog cluster add-node/remove-node` send them.
+    api(ApiKey::AddRaftVoter, 0, 0),
+    api(ApiKey::RemoveRaftVoter, 0, 0),
     // Non-transactional producers only. The crate decodes requests up to v5 (v6 is
     // two-phase commit, KIP-939).
     api(ApiKey::InitProducerId, 0, 5),

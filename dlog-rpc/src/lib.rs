@@ -132,7 +132,7 @@ impl Drop for Server {
 /// by tonic after failures).
 pub struct Peers {
     me: NodeId,
-    addrs: BTreeMap<NodeId, String>,
+    addrs: Mutex<BTreeMap<NodeId, String>>,
     connect_timeout: Duration,
     channels: Mutex<HashMap<NodeId, Channel>>,
 }
@@ -140,15 +140,29 @@ pub struct Peers {
 impl Peers {
     /// `addrs`: every member's RPC address (HOST:PORT); this node's own entry is unused.
     pub fn new(me: NodeId, addrs: BTreeMap<NodeId, String>) -> Peers {
-        Peers { me, addrs, connect_timeout: Duration::from_millis(500), channels: Mutex::new(HashMap::new()) }
+        Peers {
+            me,
+            addrs: Mutex::new(addrs),
+            connect_timeout: Duration::from_millis(500),
+            channels: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn me(&self) -> NodeId {
         self.me
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.addrs.keys().copied()
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.addrs.lock().expect("peer address lock").keys().copied().collect()
+    }
+
+    /// Replaces the members' addresses (members added or removed while running); the
+    /// channel of a node whose address changed is dropped and made anew on next use.
+    pub fn set_addrs(&self, addrs: BTreeMap<NodeId, String>) {
+        let mut current = self.addrs.lock().expect("peer address lock");
+        let mut channels = self.channels.lock().expect("peer channel lock");
+        channels.retain(|node, _| current.get(node) == addrs.get(node));
+        *current = addrs;
     }
 
     fn channel(&self, node: NodeId) -> Result<Channel, RpcError> {
@@ -156,7 +170,8 @@ impl Peers {
         if let Some(c) = channels.get(&node) {
             return Ok(c.clone());
         }
-        let addr = self.addrs.get(&node).ok_or(RpcError::UnknownPeer(node))?;
+        let addr =
+            self.addrs.lock().expect("peer address lock").get(&node).cloned().ok_or(RpcError::UnknownPeer(node))?;
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| RpcError::Unreachable { node, reason: format!("bad address {addr:?}: {e}") })?
             .connect_timeout(self.connect_timeout)
@@ -248,6 +263,21 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(answer, Some(Bytes::from("2<-1:again")));
+
+        // members change while running: a new node is reached once its address is set,
+        // and a node moved to another address is reached there
+        let c = spawn("127.0.0.1:0".parse().unwrap(), Arc::new(Echo(NodeId(4)))).await.unwrap();
+        assert!(matches!(from_a.call(NodeId(4), "echo", Bytes::new(), t).await, Err(RpcError::UnknownPeer(_))));
+        let moved: BTreeMap<NodeId, String> =
+            [(NodeId(1), a.addr.to_string()), (NodeId(2), c.addr.to_string()), (NodeId(4), c.addr.to_string())].into();
+        from_a.set_addrs(moved);
+        assert_eq!(from_a.ids(), vec![NodeId(1), NodeId(2), NodeId(4)]);
+        assert_eq!(
+            from_a.call(NodeId(4), "echo", Bytes::from_static(b"new"), t).await.unwrap(),
+            Bytes::from("4<-1:new")
+        );
+        assert_eq!(from_a.call(NodeId(2), "echo", Bytes::new(), t).await.unwrap(), Bytes::from("4<-1:"));
+        c.stop().await;
         b2.stop().await;
         a.stop().await;
     }

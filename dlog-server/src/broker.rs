@@ -28,6 +28,13 @@ fn recorded_cluster_id(config: &BrokerConfig) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|id| id.trim().to_string()).filter(|id| !id.is_empty())
 }
 
+/// Whether the data directory holds topic files of a single node.
+fn has_single_node_topics(config: &BrokerConfig) -> bool {
+    std::fs::read_dir(config.data_dir.join("meta").join("topics"))
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "toml"))))
+        .unwrap_or(false)
+}
+
 /// A new cluster id: Kafka's are 22 characters of url-safe base64 of a UUID; any stable
 /// string works for clients.
 pub fn new_cluster_id() -> String {
@@ -57,9 +64,14 @@ impl Broker {
             anyhow::anyhow!("--data-dir {}: another broker is using this directory", config.data_dir.display())
         })?;
         let recorded = recorded_cluster_id(&config);
-        let producer_ids = crate::producer_ids::ProducerIdAllocator::open(&config.data_dir.join("meta"))?;
-        let topics = TopicRegistry::load(&config.data_dir, config.topic_defaults.clone())
-            .with_context(|| format!("loading topics from {}", config.data_dir.display()))?;
+        // A cluster member's topics are in the metadata store; it starts with an empty
+        // image, filled once it follows the store.
+        let topics = if config.cluster.is_single_node() {
+            TopicRegistry::load(&config.data_dir, config.node_id, config.topic_defaults.clone())
+                .with_context(|| format!("loading topics from {}", config.data_dir.display()))?
+        } else {
+            TopicRegistry::image(config.node_id, config.topic_defaults.clone())
+        };
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
         listener.set_nonblocking(true)?;
@@ -69,6 +81,13 @@ impl Broker {
             config.advertise_port = local_addr.port();
         }
 
+        if !config.cluster.is_single_node() && has_single_node_topics(&config) {
+            anyhow::bail!(
+                "--data-dir {} holds a single node's topics (meta/topics); a cluster member keeps topics in the \
+                 cluster's metadata: start it on an empty data directory",
+                config.data_dir.display()
+            );
+        }
         // A single node makes its own cluster id; a cluster member takes the group's,
         // and refuses to start on a data directory of another cluster.
         let (cluster, cluster_id) = if config.cluster.is_single_node() {
@@ -77,6 +96,13 @@ impl Broker {
             let advertised = (config.advertise_host.clone(), config.advertise_port);
             let (cluster, id) = crate::cluster::Cluster::start(&config, advertised, recorded.clone())?;
             (Some(Arc::new(cluster)), id)
+        };
+        let producer_ids = match &cluster {
+            None => crate::producer_ids::ProducerIdAllocator::open(&config.data_dir.join("meta"))?,
+            Some(c) => {
+                let c = c.clone();
+                crate::producer_ids::ProducerIdAllocator::cluster(Box::new(move |n| c.reserve_producer_ids(n)))
+            }
         };
         if recorded.as_deref() != Some(&*cluster_id) {
             record_cluster_id(&config, &cluster_id)?;
@@ -110,6 +136,11 @@ impl Broker {
         }
         for _ in 0..n {
             ready_rx.recv().map_err(|_| anyhow::anyhow!("shard thread died at start"))??;
+        }
+
+        if let Some(c) = &shared.cluster {
+            c.start_following(&shared);
+            c.wait_for_image(std::time::Duration::from_secs(10));
         }
 
         // The acceptor lives on shard 0 and deals connections round-robin to all shards.

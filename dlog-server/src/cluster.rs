@@ -8,11 +8,16 @@
 //! registration waits for the group. What this node knows of the cluster (live brokers,
 //! the controller) is read from its local copy of the metadata ([`Cluster::brokers`]).
 //!
-//! Not yet here: topics and partition assignments still live in each broker's local
-//! registry; the controller that assigns them comes next.
+//! Topics live in the metadata store, written only by the controller
+//! ([`crate::controller`]); admin requests reaching any node are forwarded to it
+//! ([`Cluster::forward`]). Every node follows the store with its *reconciler*: it
+//! rebuilds its topic image ([`crate::topics::TopicRegistry::replace`]), opens the
+//! partitions assigned to it, deletes those of deleted topics, and applies configs and
+//! leader epochs, then publishes the Raft index its image reflects, so that a forwarded
+//! change is visible on the node that forwarded it before its request is answered.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,17 +27,29 @@ use dlog_consensus::{
     Comparison, ExpectedVersion, MetadataError, MetadataStore, PutOptions, RaftStatus, RaftStore, RaftStoreConfig,
     RpcHandler, SystemClock, Transport, TransportError,
 };
-use dlog_core::NodeId;
+use dlog_core::{Error, NodeId};
 
 use crate::config::BrokerConfig;
+use crate::controller::{self, members_text, Controller, ControllerRequest, TopicRecord, MEMBERS_KEY};
+use crate::shard::{ShardMsg, Shared};
+use crate::topics::TopicMeta;
 
 /// The RPC channel of the metadata Raft group.
 const RAFT_CHANNEL: &str = "raft";
+/// The RPC channel of admin requests forwarded to the controller.
+const CONTROLLER_CHANNEL: &str = "controller";
+/// How long a forwarded admin request may wait for a controller and for this node's
+/// image to show its change.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the controller checks partition leaders against live brokers, at least.
+const LEADER_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Producer ids: `/producer-ids/next` = the first id no node has reserved.
+const PRODUCER_IDS_KEY: &str = "/producer-ids/next";
 /// Where brokers register: `/brokers/ids/<id, 10 digits>` = `host:port rack`.
 const BROKERS_PREFIX: &str = "/brokers/ids/";
 const BROKERS_END: &str = "/brokers/ids0";
 /// A broker not heard from for this long is gone (its registration expires).
-const BROKER_SESSION: Duration = Duration::from_secs(3);
+pub const BROKER_SESSION: Duration = Duration::from_secs(3);
 const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(500);
 
 /// A live broker as registered.
@@ -99,9 +116,11 @@ impl Transport for RpcTransport {
     }
 }
 
-/// The RPC server side: hands `raft` calls to the store once it is open.
+/// The RPC server side: hands `raft` calls to the store and `controller` calls to the
+/// controller, once they are open.
 struct Inbound {
     raft: OnceLock<Arc<dyn RpcHandler>>,
+    controller: OnceLock<Arc<Controller>>,
 }
 
 #[async_trait::async_trait]
@@ -114,6 +133,11 @@ impl dlog_rpc::Handler for Inbound {
                 let answer = raft.handle(request).await;
                 Ok(Bytes::from(answer.to_bytes().map_err(|e| e.to_string())?))
             }
+            CONTROLLER_CHANNEL => {
+                let controller = self.controller.get().ok_or("the controller is still opening")?;
+                let request = ControllerRequest::from_bytes(&payload)?;
+                Ok(controller::encode_reply(&controller.execute(request).await))
+            }
             other => Err(format!("unknown channel {other:?}")),
         }
     }
@@ -122,8 +146,13 @@ impl dlog_rpc::Handler for Inbound {
 /// This broker's part of the cluster.
 pub struct Cluster {
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
     store: Arc<RaftStore>,
     server: std::sync::Mutex<Option<dlog_rpc::Server>>,
+    peers: Arc<dlog_rpc::Peers>,
+    controller: Arc<Controller>,
+    /// The Raft index this node's topic image (and partitions) reflect.
+    image_applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl Cluster {
@@ -149,18 +178,18 @@ impl Cluster {
         let me = config.node_id;
         let members: BTreeMap<NodeId, String> = cluster.nodes.clone();
         let dir = config.data_dir.join("meta").join("raft");
+        let inbound = Arc::new(Inbound { raft: OnceLock::new(), controller: OnceLock::new() });
+        let peers = Arc::new(dlog_rpc::Peers::new(me, members.clone()));
         let (store, server) = runtime.block_on(async {
-            let inbound = Arc::new(Inbound { raft: OnceLock::new() });
             let server = dlog_rpc::spawn(rpc_listen, inbound.clone())
                 .await
                 .with_context(|| format!("--rpc-listen {rpc_listen}: cannot bind"))?;
-            let peers = Arc::new(dlog_rpc::Peers::new(me, members.clone()));
             let store = RaftStore::open(
                 me,
                 &dir,
                 members,
                 RaftStoreConfig::default(),
-                Arc::new(RpcTransport { peers }),
+                Arc::new(RpcTransport { peers: peers.clone() }),
                 Arc::new(SystemClock),
             )
             .await
@@ -184,18 +213,165 @@ impl Cluster {
         runtime.spawn(register(store.clone(), info));
         tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), cluster_id,
             "cluster member started");
+        let controller = Arc::new(Controller {
+            store: store.clone(),
+            defaults: config.topic_defaults.clone(),
+            peers: peers.clone(),
+        });
+        let _ = inbound.controller.set(controller.clone());
         let c = Cluster {
+            handle: runtime.handle().clone(),
             runtime: std::sync::Mutex::new(Some(runtime)),
             store,
             server: std::sync::Mutex::new(Some(server)),
+            peers,
+            controller,
+            image_applied: tokio::sync::watch::channel(0).0,
         };
         Ok((c, cluster_id))
     }
 
+    /// Starts following the metadata store for `shared` (the reconciler) and the
+    /// controller's leader checks. Called once the shards run.
+    pub fn start_following(&self, shared: &Arc<Shared>) {
+        self.handle.spawn(reconcile(
+            self.store.clone(),
+            self.peers.clone(),
+            Arc::downgrade(shared),
+            self.image_applied.clone(),
+        ));
+        let controller = self.controller.clone();
+        self.handle.spawn(async move {
+            let mut tick = tokio::time::interval(LEADER_CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut leading_since = None;
+            loop {
+                tick.tick().await;
+                controller.rebalance_leaders(&mut leading_since).await;
+            }
+        });
+    }
+
+    /// Waits (at most `timeout`) until this node's topic image reflects everything
+    /// committed now, so that a restarted member does not serve an empty topic list.
+    pub fn wait_for_image(&self, timeout: Duration) {
+        let store = self.store.clone();
+        let mut applied = self.image_applied.subscribe();
+        let caught_up = self.handle.block_on(async move {
+            tokio::time::timeout(timeout, async move {
+                let index = store.sync().await.ok().flatten().unwrap_or(0);
+                applied.wait_for(|&a| a >= index).await.is_ok()
+            })
+            .await
+        });
+        if !matches!(caught_up, Ok(true)) {
+            tracing::warn!(?timeout, "serving before this node caught up with the topic metadata");
+        }
+    }
+
     /// The live brokers as this node last applied them.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
-        self.store.read_local(|kv| {
-            kv.range_scan(BROKERS_PREFIX, BROKERS_END).iter().filter_map(|e| decode_broker(&e.key, &e.value)).collect()
+        read_brokers(&self.store)
+    }
+
+    /// The broker `id`, if it is live.
+    pub fn broker(&self, id: NodeId) -> Option<BrokerInfo> {
+        self.brokers().into_iter().find(|b| b.id == id)
+    }
+
+    /// Has the controller make `request`, wherever it runs, and returns once this
+    /// node's topic image shows the change. Waits (retrying) while no controller is
+    /// elected or the controller changes, up to [`FORWARD_TIMEOUT`].
+    pub async fn forward(&self, mut request: ControllerRequest) -> dlog_core::Result<()> {
+        let store = self.store.clone();
+        let peers = self.peers.clone();
+        let controller = self.controller.clone();
+        let mut applied = self.image_applied.subscribe();
+        let task = self.handle.spawn(async move {
+            let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+            let mut last_error;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let answer = match store.status().leader {
+                    None => Err(Error::NotController("no controller is elected".into())),
+                    Some(leader) if leader == store.id() => {
+                        match tokio::time::timeout(left, controller.execute(request.clone())).await {
+                            Ok(answer) => answer,
+                            Err(_) => Err(Error::NotController("the controller did not finish in time".into())),
+                        }
+                    }
+                    Some(leader) => match peers.call(leader, CONTROLLER_CHANNEL, request.to_bytes(), left).await {
+                        Ok(bytes) => controller::decode_reply(&bytes),
+                        Err(e) => Err(Error::NotController(format!("cannot reach the controller: {e}"))),
+                    },
+                };
+                match answer {
+                    Ok(index) => {
+                        // The controller's node may have applied less than its write
+                        // (leadership moved under it): also wait for the commit index,
+                        // which covers every write that completed.
+                        let synced = match tokio::time::timeout_at(deadline, store.sync()).await {
+                            Ok(Ok(i)) => i.unwrap_or(0),
+                            _ => 0,
+                        };
+                        let index = index.max(synced);
+                        let shown = tokio::time::timeout_at(deadline, applied.wait_for(|&a| a >= index)).await;
+                        return match shown {
+                            Ok(Ok(_)) => Ok(()),
+                            _ => Err(Error::Timeout("the change was made but this node has not applied it yet".into())),
+                        };
+                    }
+                    Err(Error::NotController(why)) => {
+                        // It may have taken effect: the next attempt must accept that.
+                        request.mark_retried();
+                        last_error = why
+                    }
+                    Err(e) => return Err(e),
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout(format!("no controller answered: {last_error}")));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        task.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Reserves `size` producer ids no other node has or will have: a compare-and-set
+    /// on `/producer-ids/next`. Blocks: call it off the shards.
+    pub fn reserve_producer_ids(&self, size: i64) -> dlog_core::Result<i64> {
+        let store = self.store.clone();
+        self.handle.block_on(async move {
+            let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+            loop {
+                let result = async {
+                    let current = store.get(PRODUCER_IDS_KEY, Comparison::Equal).await?;
+                    let (start, expected) = match &current {
+                        Some(e) => {
+                            let text = String::from_utf8_lossy(&e.value);
+                            let start = text.trim().parse::<i64>().map_err(|_| {
+                                MetadataError::InvalidArgument(format!("{PRODUCER_IDS_KEY} holds {text:?}"))
+                            })?;
+                            (start, ExpectedVersion::Is(e.stat.version_id))
+                        }
+                        None => (0, ExpectedVersion::NotExists),
+                    };
+                    let end = start
+                        .checked_add(size)
+                        .ok_or_else(|| MetadataError::InvalidArgument("producer ids are exhausted".into()))?;
+                    store.put(PRODUCER_IDS_KEY, Bytes::from(end.to_string()), PutOptions::expect(expected)).await?;
+                    Ok::<i64, MetadataError>(start)
+                }
+                .await;
+                match result {
+                    Ok(start) => return Ok(start),
+                    Err(MetadataError::UnexpectedVersion { .. }) if tokio::time::Instant::now() < deadline => {}
+                    Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(Error::Storage(format!("cannot reserve producer ids: {e}"))),
+                }
+            }
         })
     }
 
@@ -223,12 +399,131 @@ impl Cluster {
     }
 }
 
-const MEMBERS_KEY: &str = "/cluster/members";
-const CLUSTER_ID_KEY: &str = "/cluster/id";
-
-fn members_text(members: &BTreeMap<NodeId, String>) -> String {
-    members.iter().map(|(id, addr)| format!("{}={addr}", id.0)).collect::<Vec<_>>().join(",")
+/// The live brokers in `store` as this node last applied them.
+pub fn read_brokers(store: &RaftStore) -> Vec<BrokerInfo> {
+    store.read_local(|kv| {
+        kv.range_scan(BROKERS_PREFIX, BROKERS_END).iter().filter_map(|e| decode_broker(&e.key, &e.value)).collect()
+    })
 }
+
+/// Follows the topics in the store: whenever this node applies new entries, rebuilds
+/// the image if any topic record changed and brings the shards in line, then
+/// publishes the index the image reflects.
+async fn reconcile(
+    store: Arc<RaftStore>,
+    peers: Arc<dlog_rpc::Peers>,
+    shared: Weak<Shared>,
+    applied: tokio::sync::watch::Sender<u64>,
+) {
+    let mut seen_index = None;
+    let mut seen_versions: Vec<(String, dlog_consensus::VersionId)> = Vec::new();
+    let mut seen_members = None;
+    loop {
+        let status = match store.wait_for(Duration::from_secs(1), |s| s.last_applied_index != seen_index).await {
+            Ok(s) | Err(s) => s,
+        };
+        let Some(shared) = shared.upgrade() else { return };
+        // Read the index first: the scan that follows reflects at least this much.
+        let index = status.last_applied_index;
+        // Members added or removed: the RPC follows their addresses.
+        let members = store.read_local(|kv| kv.get(MEMBERS_KEY, Comparison::Equal)).map(|e| e.value);
+        if members != seen_members {
+            let text = members.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            match crate::config::parse_cluster_nodes(MEMBERS_KEY, &text) {
+                Ok(addrs) if !addrs.is_empty() => peers.set_addrs(addrs),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "unreadable member list"),
+            }
+            seen_members = members;
+        }
+        let entries = store.read_local(|kv| kv.range_scan(controller::TOPICS_PREFIX, controller::TOPICS_END));
+        let versions: Vec<_> = entries.iter().map(|e| (e.key.clone(), e.stat.version_id)).collect();
+        if versions != seen_versions {
+            let defaults = shared.config.topic_defaults.clone();
+            let topics: Vec<TopicMeta> = entries
+                .iter()
+                .filter_map(|e| {
+                    let name = &e.key[controller::TOPICS_PREFIX.len()..];
+                    let meta = TopicRecord::decode(&e.value).and_then(|r| r.to_meta(name, &defaults));
+                    meta.map_err(|err| tracing::error!(topic = name, error = %err, "unreadable topic record")).ok()
+                })
+                .collect();
+            match apply_image(&shared, topics).await {
+                Ok(()) => seen_versions = versions,
+                Err(e) => {
+                    // Try again on the next change or tick; the image is not published.
+                    tracing::error!(error = %e, "cannot apply the topic metadata; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        seen_index = index;
+        applied.send_replace(index.unwrap_or(0));
+    }
+}
+
+/// Brings the shards in line with `topics` and makes them the image: deletes the
+/// partitions of topics gone (or recreated with a new id), opens the partitions now
+/// assigned here, swaps the image, then applies configs and leader epochs.
+async fn apply_image(shared: &Arc<Shared>, topics: Vec<TopicMeta>) -> dlog_core::Result<()> {
+    let current: Vec<TopicMeta> = shared.topics.read().expect("topic registry lock").list().cloned().collect();
+    let same = |a: &TopicMeta, b: &TopicMeta| a.name == b.name && a.id == b.id;
+    let (kept, gone): (Vec<TopicMeta>, Vec<TopicMeta>) =
+        current.into_iter().partition(|old| topics.iter().any(|t| same(t, old)));
+    let changed: Vec<TopicMeta> = topics
+        .iter()
+        .filter(|t| {
+            !kept.iter().any(|old| same(old, t) && old.overrides == t.overrides && old.assignments == t.assignments)
+        })
+        .cloned()
+        .collect();
+    for old in &gone {
+        let name = old.name.clone();
+        on_every_shard(shared, move |s| s.delete_topic(&name)).await?;
+        tracing::info!(topic = %old.name, "deleted topic's local partitions");
+    }
+    for t in &changed {
+        let meta = t.clone();
+        match on_every_shard(shared, move |s| s.open_topic(&meta)).await {
+            Err(Error::ShuttingDown) => return Err(Error::ShuttingDown),
+            // One damaged partition must not hold back every other topic's change: its
+            // partitions here stay closed (NOT_LEADER_OR_FOLLOWER) until it is fixed.
+            Err(e) => tracing::error!(topic = %t.name, error = %e, "cannot open the topic's partitions here"),
+            Ok(()) => {}
+        }
+    }
+    shared.topics.write().expect("topic registry lock").replace(topics);
+    for t in changed {
+        on_every_shard(shared, move |s| {
+            s.reconfigure_topic(&t);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs `f` on every shard (from outside the shards) and waits for all of them.
+async fn on_every_shard<F>(shared: &Arc<Shared>, f: F) -> dlog_core::Result<()>
+where
+    F: Fn(&crate::shard::Shard) -> dlog_core::Result<()> + Clone + Send + 'static,
+{
+    for (i, tx) in shared.senders.iter().enumerate() {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let f = f.clone();
+        let job: crate::shard::Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = done_tx.send(f(&shard));
+            })
+        });
+        tx.send(ShardMsg::Run(job)).await.map_err(|_| Error::ShuttingDown)?;
+        done_rx.await.map_err(|_| Error::ShuttingDown)?.map_err(|e| Error::Storage(format!("shard {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+const CLUSTER_ID_KEY: &str = "/cluster/id";
 
 /// Runs `op` until it succeeds or fails for a reason retrying cannot fix, logging
 /// every few attempts why it waits.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod controller;
 pub mod groups;
 pub mod handlers;
 pub mod partition;

@@ -23,6 +23,9 @@ pub struct Partition {
     pub topic_id: TopicId,
     pub log: PartitionLog,
     pub leader_epoch: LeaderEpoch,
+    /// Whether this node leads the partition (always, on a single node). A partition
+    /// held but not led answers NOT_LEADER_OR_FOLLOWER.
+    pub leader: bool,
     /// The high watermark, published for fetches waiting on any shard.
     watch: watch::Sender<Offset>,
     flushing: bool,
@@ -42,6 +45,7 @@ impl Partition {
             topic_id,
             log,
             leader_epoch: LeaderEpoch(0),
+            leader: true,
             watch,
             flushing: false,
             deleted: false,

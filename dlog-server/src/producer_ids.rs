@@ -17,9 +17,14 @@ pub const BLOCK_SIZE: i64 = 1000;
 
 const FILE_NAME: &str = "producer-id-block";
 
-#[derive(Debug)]
+/// Reserves a block of `size` ids across a cluster and returns its first id.
+pub type Reserve = Box<dyn FnMut(i64) -> Result<i64> + Send>;
+
 pub struct ProducerIdAllocator {
+    /// Where a single node persists its block end; unused with `reserve`.
     dir: PathBuf,
+    /// A cluster member's blocks come from the metadata store instead.
+    reserve: Option<Reserve>,
     /// The next id to hand out; every id below it may have been handed out.
     next: i64,
     /// The persisted block end: ids in `next..block_end` are reserved for this run.
@@ -43,27 +48,43 @@ impl ProducerIdAllocator {
                 Err(e) if e.kind() == ErrorKind::NotFound => 0,
                 Err(e) => return Err(storage(&path, e)),
             };
-        Ok(ProducerIdAllocator { dir: dir.to_path_buf(), next: end, block_end: end })
+        Ok(ProducerIdAllocator { dir: dir.to_path_buf(), reserve: None, next: end, block_end: end })
+    }
+
+    /// An allocator of a cluster member: each block is reserved cluster-wide by
+    /// `reserve` (a compare-and-set in the metadata store), so no two nodes ever hand
+    /// out the same id.
+    pub fn cluster(reserve: Reserve) -> ProducerIdAllocator {
+        ProducerIdAllocator { dir: PathBuf::new(), reserve: Some(reserve), next: 0, block_end: 0 }
     }
 
     /// A new producer id, never handed out before by this data directory.
     pub fn allocate(&mut self) -> Result<i64> {
         if self.next >= self.block_end {
-            let end = self
-                .block_end
-                .checked_add(BLOCK_SIZE)
-                .ok_or_else(|| Error::Storage("producer ids are exhausted".into()))?;
-            self.persist(end)?;
-            self.block_end = end;
+            if let Some(reserve) = &mut self.reserve {
+                let start = reserve(BLOCK_SIZE)?;
+                assert!(start >= self.block_end, "reserved blocks only move forward");
+                self.next = start;
+                self.block_end = start + BLOCK_SIZE;
+            } else {
+                let end = self
+                    .block_end
+                    .checked_add(BLOCK_SIZE)
+                    .ok_or_else(|| Error::Storage("producer ids are exhausted".into()))?;
+                self.persist(end)?;
+                self.block_end = end;
+            }
         }
         let id = self.next;
         self.next += 1;
         Ok(id)
     }
 
-    /// Whether `id` may have been handed out by this data directory.
+    /// Whether `id` may have been handed out (by this data directory; in a cluster, by
+    /// any node: every id below this node's latest block was reserved by someone).
     pub fn was_issued(&self, id: i64) -> bool {
-        (0..self.next).contains(&id)
+        let end = if self.reserve.is_some() { self.block_end } else { self.next };
+        (0..end).contains(&id)
     }
 
     fn persist(&self, end: i64) -> Result<()> {
@@ -100,6 +121,24 @@ mod tests {
         }
         assert_eq!(a.allocate().unwrap(), 2 * BLOCK_SIZE, "crosses into a new persisted block");
         assert_eq!(std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap().trim(), "3000");
+    }
+
+    #[test]
+    fn cluster_blocks_come_from_the_reservation() {
+        let mut next_block = 5000;
+        let mut a = ProducerIdAllocator::cluster(Box::new(move |size| {
+            let start = next_block;
+            next_block += size;
+            Ok(start)
+        }));
+        assert_eq!(a.allocate().unwrap(), 5000);
+        for _ in 1..BLOCK_SIZE {
+            a.allocate().unwrap();
+        }
+        assert_eq!(a.allocate().unwrap(), 5000 + BLOCK_SIZE, "the next reserved block");
+        assert!(a.was_issued(10) && !a.was_issued(5000 + 2 * BLOCK_SIZE));
+        let mut failing = ProducerIdAllocator::cluster(Box::new(|_| Err(Error::Storage("no quorum".into()))));
+        assert!(failing.allocate().is_err());
     }
 
     #[test]

@@ -84,6 +84,22 @@ impl Shard {
         self.partitions.borrow().get(tp).cloned()
     }
 
+    /// Partition `tp` of this shard, if this node leads it: NOT_LEADER_OR_FOLLOWER for
+    /// a partition held but not led, or led elsewhere (or not opened here yet), so that
+    /// the client refreshes its metadata and goes to the leader.
+    pub fn leading(&self, tp: &TopicPartition) -> Result<PartitionRef> {
+        match self.partition(tp) {
+            Some(p) if p.borrow().leader => Ok(p),
+            Some(_) => Err(Error::NotLeader(tp.to_string())),
+            None if self.shared.cluster.is_some()
+                && self.shared.topic(&tp.topic).is_some_and(|t| t.assignment(tp.partition.0).is_some()) =>
+            {
+                Err(Error::NotLeader(tp.to_string()))
+            }
+            None => Err(Error::UnknownTopicOrPartition(tp.to_string())),
+        }
+    }
+
     pub fn partitions(&self) -> Vec<PartitionRef> {
         self.partitions.borrow().values().cloned().collect()
     }
@@ -115,13 +131,7 @@ impl Shard {
         F: FnOnce(&PartitionRef) -> Result<T> + Send + 'static,
     {
         let owner = self.shared.owner(&tp);
-        self.run_on(owner, move |shard| async move {
-            match shard.partition(&tp) {
-                Some(p) => f(&p),
-                None => Err(Error::UnknownTopicOrPartition(tp.to_string())),
-            }
-        })
-        .await?
+        self.run_on(owner, move |shard| async move { f(&shard.leading(&tp)?) }).await?
     }
 
     /// Opens (creating if needed) a partition this shard owns.
@@ -132,22 +142,28 @@ impl Shard {
             return Ok(());
         }
         let dir = self.shared.config.data_dir.join(tp.dir_name());
+        claim_partition_dir(&dir, meta)?;
         let log = PartitionLog::open(&dir, meta.config.clone(), crate::now_ms())?;
         let report = log.recovery_report();
         if report.truncated_bytes > 0 || report.indexes_rebuilt > 0 {
             tracing::warn!(partition = %tp, truncated_bytes = report.truncated_bytes,
                 indexes_rebuilt = report.indexes_rebuilt, "recovered partition");
         }
-        let (p, rx) = Partition::new(tp.clone(), meta.id, log);
+        let (mut p, rx) = Partition::new(tp.clone(), meta.id, log);
+        if let Some(a) = meta.assignment(partition) {
+            p.leader_epoch = a.leader_epoch;
+            p.leader = a.leader == Some(self.shared.config.node_id);
+        }
         self.shared.watches.write().expect("watch lock").insert(tp.clone(), rx);
         self.partitions.borrow_mut().insert(tp, Rc::new(RefCell::new(p)));
         Ok(())
     }
 
-    /// Opens every partition of `meta` that this shard owns.
+    /// Opens every partition of `meta` that this shard owns and this node holds.
     pub fn open_topic(&self, meta: &TopicMeta) -> Result<()> {
+        let me = self.shared.config.node_id;
         for p in 0..meta.partitions {
-            if self.shared.owner(&TopicPartition::new(meta.name.clone(), p)) == self.id {
+            if meta.is_replica(p, me) && self.shared.owner(&TopicPartition::new(meta.name.clone(), p)) == self.id {
                 self.open_partition(meta, p)?;
             }
         }
@@ -175,12 +191,19 @@ impl Shard {
         Ok(())
     }
 
-    /// Applies new configs to this shard's partitions of `meta`.
+    /// Applies new configs, leaders and leader epochs to this shard's partitions of
+    /// `meta`.
     pub fn reconfigure_topic(&self, meta: &TopicMeta) {
+        let me = self.shared.config.node_id;
         for p in self.partitions.borrow().values() {
             let mut p = p.borrow_mut();
             if p.tp.topic == meta.name {
                 p.log.set_config(meta.config.clone());
+                if let Some(a) = meta.assignment(p.tp.partition.0) {
+                    debug_assert!(a.leader_epoch >= p.leader_epoch, "leader epochs only grow");
+                    p.leader_epoch = a.leader_epoch;
+                    p.leader = a.leader == Some(me);
+                }
             }
         }
     }
@@ -247,6 +270,35 @@ impl Shard {
             }
         }
     }
+}
+
+/// The file in a partition's directory naming the topic (by id) it belongs to.
+const TOPIC_ID_FILE: &str = "topic.id";
+
+/// Makes sure `dir` holds a partition of `meta` and not of an earlier topic of the
+/// same name (deleted while this node was away): a directory recording another valid
+/// topic id is removed, with a warning, before the partition is created afresh. A
+/// missing, empty or unreadable record is never a reason to delete: it is rewritten
+/// (atomically, fsynced) and the data kept.
+fn claim_partition_dir(dir: &std::path::Path, meta: &TopicMeta) -> Result<()> {
+    let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", dir.display()));
+    let recorded = match std::fs::read_to_string(dir.join(TOPIC_ID_FILE)) {
+        Ok(text) => dlog_core::TopicId::from_hex(text.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    match recorded {
+        Some(id) if id == meta.id => return Ok(()),
+        Some(id) => {
+            tracing::warn!(dir = %dir.display(), old_topic_id = %id.to_hex(), topic_id = %meta.id.to_hex(),
+                "removing the partition of a deleted topic of the same name");
+            std::fs::remove_dir_all(dir).map_err(io)?;
+        }
+        None => {}
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    dlog_storage::replace_file_atomically(dir, TOPIC_ID_FILE, meta.id.to_hex().as_bytes())
+        .map_err(|e| Error::Storage(e.to_string()))
 }
 
 /// A running shard thread.

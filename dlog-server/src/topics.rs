@@ -1,16 +1,22 @@
-//! The single node's topic registry: names, ids, partition counts and config overrides,
-//! persisted one TOML file per topic under `<data-dir>/meta/topics/`. The cluster issue
-//! moves this behind the `MetadataStore`; until then this is the source of truth.
+//! The topic registry: names, ids, partition counts, config overrides and each
+//! partition's assignment (replicas, leader, leader epoch).
+//!
+//! Two modes. A single node is its own source of truth: one TOML file per topic under
+//! `<data-dir>/meta/topics/`, every partition led by this node at epoch 0. A cluster
+//! member holds an *image* of the topics recorded in the metadata store by the
+//! controller ([`crate::controller`]): nothing is written here, the image is replaced
+//! wholesale as the store changes ([`TopicRegistry::replace`]).
 //!
 //! Architecture invariant: a topic's file is written (atomically, fsynced) before any
-//! of its partitions is opened, and deleted after its partitions are closed.
+//! of its partitions is opened, and deleted after its partitions are closed. Invariant:
+//! `meta.assignments.len() == meta.partitions`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dlog_core::{limits, Error, Result, TopicConfig, TopicId};
+use dlog_core::{limits, Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
 /// One topic as the registry knows it.
@@ -23,6 +29,38 @@ pub struct TopicMeta {
     pub overrides: BTreeMap<String, String>,
     /// The broker defaults with `overrides` applied.
     pub config: TopicConfig,
+    /// Where each partition lives, indexed by partition.
+    pub assignments: Arc<[Assignment]>,
+}
+
+/// Where one partition lives and who leads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The brokers holding a copy; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    /// The broker serving it, or none when it is offline.
+    pub leader: Option<NodeId>,
+    /// Bumps at every change of leader (including to and from offline).
+    pub leader_epoch: LeaderEpoch,
+}
+
+impl Assignment {
+    /// A partition of a single node: it holds and leads it, forever at epoch 0.
+    pub fn local(node: NodeId) -> Assignment {
+        Assignment { replicas: vec![node], leader: Some(node), leader_epoch: LeaderEpoch(0) }
+    }
+}
+
+impl TopicMeta {
+    /// The assignment of `partition`, if the topic has it.
+    pub fn assignment(&self, partition: i32) -> Option<&Assignment> {
+        usize::try_from(partition).ok().and_then(|p| self.assignments.get(p))
+    }
+
+    /// Whether `node` holds a copy of `partition`.
+    pub fn is_replica(&self, partition: i32, node: NodeId) -> bool {
+        self.assignment(partition).is_some_and(|a| a.replicas.contains(&node))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -33,10 +71,13 @@ struct TopicFile {
     configs: BTreeMap<String, String>,
 }
 
-/// All topics of this node.
+/// All topics this node knows.
 #[derive(Debug)]
 pub struct TopicRegistry {
-    dir: PathBuf,
+    /// Where topic files live; `None` for a cluster member's image.
+    dir: Option<PathBuf>,
+    /// This node: a single node's partitions are all its own.
+    node: NodeId,
     defaults: TopicConfig,
     topics: BTreeMap<Arc<str>, TopicMeta>,
     by_id: HashMap<TopicId, Arc<str>>,
@@ -62,12 +103,35 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 }
 
 impl TopicRegistry {
-    /// Loads every topic file under `<data_dir>/meta/topics`.
-    pub fn load(data_dir: &Path, defaults: TopicConfig) -> anyhow::Result<TopicRegistry> {
+    /// An empty image for a cluster member, filled by [`TopicRegistry::replace`].
+    pub fn image(node: NodeId, defaults: TopicConfig) -> TopicRegistry {
+        TopicRegistry { dir: None, node, defaults, topics: BTreeMap::new(), by_id: HashMap::new() }
+    }
+
+    /// Whether this is a cluster member's image of the metadata store.
+    pub fn is_image(&self) -> bool {
+        self.dir.is_none()
+    }
+
+    /// Replaces a cluster member's image with `topics`.
+    pub fn replace(&mut self, topics: Vec<TopicMeta>) {
+        assert!(self.is_image(), "a single node's registry is its own source of truth");
+        self.topics.clear();
+        self.by_id.clear();
+        for t in topics {
+            assert_eq!(t.assignments.len(), t.partitions as usize, "topic {} assignments", t.name);
+            self.by_id.insert(t.id, t.name.clone());
+            self.topics.insert(t.name.clone(), t);
+        }
+    }
+
+    /// Loads every topic file under `<data_dir>/meta/topics` of single node `node`.
+    pub fn load(data_dir: &Path, node: NodeId, defaults: TopicConfig) -> anyhow::Result<TopicRegistry> {
         let dir = data_dir.join("meta").join("topics");
         std::fs::create_dir_all(&dir)?;
-        let mut registry = TopicRegistry { dir, defaults, topics: BTreeMap::new(), by_id: HashMap::new() };
-        for entry in std::fs::read_dir(&registry.dir)? {
+        let mut registry =
+            TopicRegistry { dir: Some(dir.clone()), node, defaults, topics: BTreeMap::new(), by_id: HashMap::new() };
+        for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".toml")) else {
                 continue; // temporary files of an interrupted write
@@ -82,9 +146,10 @@ impl TopicRegistry {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let name: Arc<str> = name.into();
             registry.by_id.insert(id, name.clone());
+            let assignments = local_assignments(node, file.partitions);
             registry.topics.insert(
                 name.clone(),
-                TopicMeta { name, id, partitions: file.partitions, overrides: file.configs, config },
+                TopicMeta { name, id, partitions: file.partitions, overrides: file.configs, config, assignments },
             );
         }
         Ok(registry)
@@ -130,7 +195,8 @@ impl TopicRegistry {
     pub fn create(&mut self, name: &str, partitions: i32, overrides: BTreeMap<String, String>) -> Result<TopicMeta> {
         let config = self.check_create(name, partitions, &overrides)?;
         let id = TopicId(*uuid::Uuid::new_v4().as_bytes());
-        let meta = TopicMeta { name: name.into(), id, partitions, overrides, config };
+        let assignments = local_assignments(self.node, partitions);
+        let meta = TopicMeta { name: name.into(), id, partitions, overrides, config, assignments };
         self.persist(&meta)?;
         self.by_id.insert(id, meta.name.clone());
         self.topics.insert(meta.name.clone(), meta.clone());
@@ -150,6 +216,7 @@ impl TopicRegistry {
             return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
         }
         meta.partitions = partitions;
+        meta.assignments = local_assignments(self.node, partitions);
         if !validate_only {
             self.persist(&meta)?;
             self.topics.insert(meta.name.clone(), meta.clone());
@@ -178,24 +245,30 @@ impl TopicRegistry {
     pub fn delete(&mut self, name: &str) -> Result<TopicMeta> {
         let meta = self.topics.remove(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
         self.by_id.remove(&meta.id);
-        let path = self.dir.join(format!("{name}.toml"));
+        let dir = self.dir.as_ref().expect("a cluster image is never changed in place");
+        let path = dir.join(format!("{name}.toml"));
         std::fs::remove_file(&path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-        sync_dir(&self.dir)?;
+        sync_dir(dir)?;
         Ok(meta)
     }
 
     fn persist(&self, meta: &TopicMeta) -> Result<()> {
+        let dir = self.dir.as_ref().expect("a cluster image is never changed in place");
         let file = TopicFile { id: meta.id.to_hex(), partitions: meta.partitions, configs: meta.overrides.clone() };
         let text = toml::to_string(&file).map_err(|e| Error::Storage(e.to_string()))?;
-        let path = self.dir.join(format!("{}.toml", meta.name));
-        let tmp = self.dir.join(format!(".{}.tmp", meta.name));
+        let path = dir.join(format!("{}.toml", meta.name));
+        let tmp = dir.join(format!(".{}.tmp", meta.name));
         let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        sync_dir(&self.dir)
+        sync_dir(dir)
     }
+}
+
+fn local_assignments(node: NodeId, partitions: i32) -> Arc<[Assignment]> {
+    (0..partitions).map(|_| Assignment::local(node)).collect()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -209,12 +282,12 @@ mod tests {
     #[test]
     fn topics_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        let mut r = TopicRegistry::load(dir.path(), NodeId(1), TopicConfig::default()).unwrap();
         let mut o = BTreeMap::new();
         o.insert("retention.ms".to_string(), "1000".to_string());
         let t = r.create("orders", 3, o).unwrap();
         r.set_partitions("orders", 5, false).unwrap();
-        let r2 = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        let r2 = TopicRegistry::load(dir.path(), NodeId(1), TopicConfig::default()).unwrap();
         let t2 = r2.get("orders").unwrap();
         assert_eq!((t2.id, t2.partitions, t2.config.retention_ms), (t.id, 5, 1000));
         assert_eq!(r2.name_of(t.id).as_deref(), Some("orders"));
@@ -223,7 +296,7 @@ mod tests {
     #[test]
     fn bad_topics_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = TopicRegistry::load(dir.path(), TopicConfig::default()).unwrap();
+        let mut r = TopicRegistry::load(dir.path(), NodeId(1), TopicConfig::default()).unwrap();
         assert!(matches!(r.create("bad/name", 1, BTreeMap::new()), Err(Error::InvalidTopic { .. })));
         assert!(matches!(r.create("..", 1, BTreeMap::new()), Err(Error::InvalidTopic { .. })));
         assert!(matches!(r.create("t", 0, BTreeMap::new()), Err(Error::InvalidPartitions(_))));

@@ -35,7 +35,7 @@ pub(crate) fn write(dir: &Path, name: &str, payload: &[u8]) -> Result<()> {
 
 /// Atomically replaces `dir/name` with `bytes` as they are (the caller frames and
 /// checksums them): write a temporary file, fsync, rename, fsync the directory.
-pub(crate) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let dst = dir.join(name);
     let mut f =

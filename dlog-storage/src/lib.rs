@@ -80,6 +80,7 @@ mod segment;
 pub mod testing;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
+pub use checkpoint::replace as replace_file_atomically;
 pub use error::StorageError;
 pub use log::{AppendInfo, FlushJob, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};
 pub use producer_state::{ProducerError, ProducerStateMap};

@@ -74,24 +74,40 @@ class Node:
                 raise
 
 
-@pytest.fixture
-def cluster3(tmp_path):
-    ids = [1, 2, 3]
+def start_cluster(tmp_path, n: int):
+    ids = list(range(1, n + 1))
     kafka = {i: free_port() for i in ids}
     rpc = {i: free_port() for i in ids}
     members = ",".join(f"{i}=127.0.0.1:{rpc[i]}" for i in ids)
     nodes = {i: Node(i, tmp_path, members, kafka[i], rpc[i]) for i in ids}
     # a member joins only once every member answers: start them all, then wait
-    for n in nodes.values():
-        n.spawn()
-    for n in nodes.values():
-        n.wait_listening()
-    yield nodes
+    for node in nodes.values():
+        node.spawn()
+    for node in nodes.values():
+        node.wait_listening()
+    return nodes
+
+
+def stop_cluster(nodes):
     for n in nodes.values():
         try:
             n.stop()
         except Exception:  # noqa: BLE001 - teardown of a killed node
             pass
+
+
+@pytest.fixture
+def cluster3(tmp_path):
+    nodes = start_cluster(tmp_path, 3)
+    yield nodes
+    stop_cluster(nodes)
+
+
+@pytest.fixture
+def cluster5(tmp_path):
+    nodes = start_cluster(tmp_path, 5)
+    yield nodes
+    stop_cluster(nodes)
 
 
 def describe(node: Node) -> dict:
@@ -106,7 +122,12 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = pred()
+        try:
+            last = pred()
+        except Exception as e:  # noqa: BLE001 - a client reaching a node that just died
+            last = repr(e)
+            time.sleep(interval)
+            continue
         if last:
             return last
         time.sleep(interval)
@@ -178,3 +199,174 @@ def test_a_node_with_another_member_list_or_cluster_refuses_to_start(cluster3):
     wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 15, "node 3 to register again", 0.2)
     ids = {describe(n)["cluster_id"] for n in nodes.values()}
     assert len(ids) == 1, f"the nodes report different cluster ids: {ids}"
+
+
+def test_kafka_clients_produce_and_consume_across_the_cluster(cluster3):
+    """Each client is given a single node; the topic's partitions are spread over all
+    three by the controller, so every client must follow Metadata to every node."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka import KafkaConsumer
+
+    nodes = cluster3
+    for n in nodes.values():
+        wait_for(lambda: len(describe(n)["brokers"]) == 3, 30, f"node {n.id} to see 3 brokers", 0.2)
+
+    admin = AdminClient({"bootstrap.servers": nodes[2].bootstrap})
+    admin.create_topics([NewTopic("spread", num_partitions=6, replication_factor=1)])["spread"].result(30)
+    md = admin.list_topics("spread", timeout=10)
+    assert sorted(md.brokers) == [1, 2, 3]
+    leaders = {p.id: p.leader for p in md.topics["spread"].partitions.values()}
+    assert len(leaders) == 6 and set(leaders.values()) == {1, 2, 3}, f"leaders {leaders}"
+
+    count = 3000
+    errors = []
+    producer = Producer({"bootstrap.servers": nodes[3].bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for i in range(count):
+        producer.produce("spread", key=str(i).encode(), value=f"v{i}".encode(),
+                         on_delivery=lambda err, msg: err and errors.append(err))
+        producer.poll(0)
+    assert producer.flush(30) == 0 and not errors, errors
+
+    consumer = Consumer({"bootstrap.servers": nodes[1].bootstrap, "group.id": "spread-g",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["spread"])
+    seen, by_partition = set(), {}
+    deadline = time.monotonic() + 60
+    while len(seen) < count and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen.add(m.value())
+        by_partition[m.partition()] = by_partition.get(m.partition(), 0) + 1
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert len(seen) == count, f"consumed {len(seen)} of {count}"
+    assert sorted(by_partition) == list(range(6)), by_partition
+
+    # kafka-python from node 2, another group: reads everything too, through whichever
+    # node coordinates its group
+    kc = KafkaConsumer("spread", bootstrap_servers=nodes[2].bootstrap, group_id="spread-kp",
+                       auto_offset_reset="earliest", consumer_timeout_ms=20000)
+    got = set()
+    for m in kc:
+        got.add(m.value)
+        if len(got) == count:
+            break
+    kc.close()
+    assert len(got) == count, f"kafka-python consumed {len(got)} of {count}"
+
+    # the committed offsets of the first group are visible from any node
+    c2 = Consumer({"bootstrap.servers": nodes[3].bootstrap, "group.id": "spread-g"})
+    from confluent_kafka import TopicPartition
+    committed = c2.committed([TopicPartition("spread", p) for p in range(6)], timeout=10)
+    c2.close()
+    assert sum(tp.offset for tp in committed) == count, committed
+
+
+def test_committed_metadata_survives_losing_the_controller(cluster3):
+    """kill -9 the controller: the survivors keep every topic, accept new ones, and the
+    killed node catches up on what it missed when it comes back."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    nodes = cluster3
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the cluster to form", 0.2)
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap})
+    for f in admin.create_topics([NewTopic(f"before-{i}", 2, 1) for i in range(5)]).values():
+        f.result(30)
+    old = describe(nodes[1])["controller_id"]
+    nodes[old].kill()
+    survivor = nodes[1 if old != 1 else 2]
+    admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+    topics = set(admin.list_topics(timeout=10).topics)
+    assert {f"before-{i}" for i in range(5)} <= topics, topics
+    # a new controller takes admin requests (through any survivor)
+    wait_for(lambda: describe(survivor)["controller_id"] not in (old, -1), 5, "a new controller")
+    admin.create_topics([NewTopic("while-away", 3, 1)])["while-away"].result(30)
+    nodes[old].start()
+    back = AdminClient({"bootstrap.servers": nodes[old].bootstrap})
+    wait_for(lambda: {"while-away", "before-0"} <= set(back.list_topics(timeout=10).topics), 30,
+             "the restarted node to catch up", 0.2)
+
+
+def test_five_nodes_lose_two_controllers_in_turn(cluster5):
+    """Five voters tolerate two failures: kill -9 the controller, then the next one; each
+    time a survivor leads within a second and metadata writes go on; both come back."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    nodes = cluster5
+    for n in nodes.values():
+        wait_for(lambda: len(describe(n)["brokers"]) == 5, 30, f"node {n.id} to see 5 brokers", 0.2)
+    killed = []
+    for round_ in range(2):
+        alive = [n for i, n in nodes.items() if i not in killed]
+        old = wait_for(lambda: (lambda c: c if c > 0 else None)(describe(alive[0])["controller_id"]), 10,
+                       "the controller")
+        assert old in nodes and old not in killed
+        t0 = time.monotonic()
+        nodes[old].kill()
+        killed.append(old)
+        survivor = next(n for i, n in nodes.items() if i not in killed)
+        d = wait_for(lambda: (lambda d: d if d["controller_id"] not in killed + [-1] else None)(describe(survivor)),
+                     5, "a new controller")
+        elapsed = time.monotonic() - t0
+        print(f"round {round_}: new controller {d['controller_id']} {elapsed:.3f}s after SIGKILL of {old}")
+        assert elapsed < 1.0, f"a new controller took {elapsed:.2f}s"
+        admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+        admin.create_topics([NewTopic(f"round-{round_}", 3, 1)])[f"round-{round_}"].result(30)
+    for i in killed:
+        nodes[i].start()
+    for i in killed:
+        back = AdminClient({"bootstrap.servers": nodes[i].bootstrap})
+        wait_for(lambda: {"round-0", "round-1"} <= set(back.list_topics(timeout=10).topics), 30,
+                 f"node {i} to catch up", 0.2)
+    wait_for(lambda: len(describe(nodes[killed[0]])["brokers"]) == 5, 30, "all five registered again", 0.2)
+
+
+def dlog_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DLOG_BIN), *args], capture_output=True, text=True, timeout=90)
+
+
+def test_adding_and_removing_a_node(cluster3, tmp_path):
+    """`dlog cluster add-node` grows the running group to four (the new node, started
+    first, waits until added, then serves partitions); `remove-node` refuses while the
+    node holds partitions and shrinks the group back once it holds none."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    nodes = cluster3
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the cluster to form", 0.2)
+    kafka4, rpc4 = free_port(), free_port()
+    n4 = Node(4, tmp_path, nodes[1].members + f",4=127.0.0.1:{rpc4}", kafka4, rpc4)
+    n4.spawn()
+    try:
+        time.sleep(1)
+        assert n4.proc.poll() is None, "the new node must wait to be added, not exit"
+        out = dlog_cli("cluster", "add-node", "--node-id", "4", "--rpc", f"127.0.0.1:{rpc4}",
+                       "--bootstrap", nodes[2].bootstrap)
+        assert out.returncode == 0, out.stdout + out.stderr
+        n4.wait_listening()
+        wait_for(lambda: len(describe(nodes[1])["brokers"]) == 4, 30, "the new broker to register", 0.2)
+        status = dlog_cli("cluster", "status", "--bootstrap", n4.bootstrap)
+        assert status.returncode == 0 and "brokers: 4" in status.stdout, status.stdout + status.stderr
+
+        admin = AdminClient({"bootstrap.servers": n4.bootstrap})
+        admin.create_topics([NewTopic("four", 8, 1)])["four"].result(30)
+        md = admin.list_topics("four", timeout=10)
+        leaders = {p.leader for p in md.topics["four"].partitions.values()}
+        assert leaders == {1, 2, 3, 4}, f"partitions placed on {leaders}"
+
+        refused = dlog_cli("cluster", "remove-node", "--node-id", "4", "--bootstrap", nodes[1].bootstrap)
+        assert refused.returncode != 0 and "holds partitions" in refused.stderr, refused.stdout + refused.stderr
+        admin.delete_topics(["four"])["four"].result(30)
+        out = dlog_cli("cluster", "remove-node", "--node-id", "4", "--bootstrap", nodes[1].bootstrap)
+        assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        n4.stop()
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 15, "the removed broker to leave", 0.2)
+    # three voters again: losing the controller still elects within a second
+    old = wait_for(lambda: (lambda c: c if c > 0 else None)(describe(nodes[1])["controller_id"]), 10, "the controller")
+    t0 = time.monotonic()
+    nodes[old].kill()
+    survivor = nodes[1 if old != 1 else 2]
+    wait_for(lambda: describe(survivor)["controller_id"] not in (old, -1, 4), 5, "a new controller")
+    assert time.monotonic() - t0 < 1.5

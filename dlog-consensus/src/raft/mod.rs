@@ -57,6 +57,7 @@
 
 pub mod disk;
 pub mod log_store;
+mod membership;
 pub mod network;
 pub mod state_machine;
 
@@ -814,6 +815,25 @@ impl RaftStore {
         self.node.shared.read(f)
     }
 
+    /// Waits until this node has applied everything committed when it was called (the
+    /// leader's commit index, confirmed with a quorum) and returns that index: after
+    /// it, [`RaftStore::read_local`] shows every write that completed before the call.
+    pub async fn sync(&self) -> Result<Option<u64>, MetadataError> {
+        let read_index = match self.node.route(ForwardRequest::ReadIndex).await? {
+            ForwardResponse::ReadIndex(index) => index,
+            other => return Err(unexpected_answer(other)),
+        };
+        let timeout = self.node.config.request_timeout;
+        match self.wait_for(timeout, |s| s.last_applied_index >= read_index).await {
+            Ok(_) => Ok(read_index),
+            Err(status) => Err(MetadataError::Unavailable(format!(
+                "node {} did not apply up to the leader's commit index {read_index:?} within {timeout:?} \
+                 (applied: {:?})",
+                self.node.id, status.last_applied_index
+            ))),
+        }
+    }
+
     /// Stops the node and waits (a bounded while) until its directory may be opened
     /// again. Watches end.
     pub async fn shutdown(&self) {
@@ -919,18 +939,7 @@ impl MetadataStore for RaftStore {
     /// applied them yet: so it first gets the leader's commit index (confirmed with a
     /// quorum), waits to have applied up to it, and subscribes only then.
     async fn watch(&self, prefix: &str) -> Result<Watch, MetadataError> {
-        let read_index = match self.node.route(ForwardRequest::ReadIndex).await? {
-            ForwardResponse::ReadIndex(index) => index,
-            other => return Err(unexpected_answer(other)),
-        };
-        let timeout = self.node.config.request_timeout;
-        if let Err(status) = self.wait_for(timeout, |s| s.last_applied_index >= read_index).await {
-            return Err(MetadataError::Unavailable(format!(
-                "node {} did not apply up to the leader's commit index {read_index:?} within {timeout:?} \
-                 (applied: {:?})",
-                self.node.id, status.last_applied_index
-            )));
-        }
+        self.sync().await?;
         Ok(Watch::new(prefix, self.node.shared.subscribe()))
     }
 }

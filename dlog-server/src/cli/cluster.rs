@@ -1,8 +1,14 @@
 //! `dlog cluster status`: the cluster as any broker sees it (Kafka's DescribeCluster),
-//! so it also works against Apache Kafka.
+//! so it also works against Apache Kafka. `dlog cluster add-node` and `remove-node`
+//! change the metadata group's membership through any node (KIP-853's AddRaftVoter
+//! and RemoveRaftVoter).
 
 use anyhow::Result;
-use dlog_protocol::kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
+use dlog_protocol::kafka_protocol::messages::add_raft_voter_request::Listener;
+use dlog_protocol::kafka_protocol::messages::{
+    AddRaftVoterRequest, ApiKey, DescribeClusterRequest, RemoveRaftVoterRequest,
+};
+use dlog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::client::{describe_error, Client};
 use super::BootstrapArgs;
@@ -19,12 +25,67 @@ pub struct ClusterArgs {
 enum ClusterCommand {
     /// The cluster id, the active controller and every live broker.
     Status,
+    /// Add a node to the cluster. Start it first, with `--cluster-nodes` listing every
+    /// current member and itself; it waits until added, then catches up and serves.
+    AddNode {
+        /// The new node's `--node-id`.
+        #[arg(long)]
+        node_id: i32,
+        /// The new node's `--rpc-listen` address, HOST:PORT, as the others reach it.
+        #[arg(long)]
+        rpc: String,
+    },
+    /// Remove a node (which must hold no partition) from the cluster.
+    RemoveNode {
+        #[arg(long)]
+        node_id: i32,
+    },
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
+    let bootstrap = &args.bootstrap.bootstrap;
     match args.command {
-        ClusterCommand::Status => status(&args.bootstrap.bootstrap),
+        ClusterCommand::Status => status(bootstrap),
+        ClusterCommand::AddNode { node_id, rpc } => add_node(bootstrap, node_id, &rpc),
+        ClusterCommand::RemoveNode { node_id } => remove_node(bootstrap, node_id),
     }
+}
+
+fn add_node(bootstrap: &str, node_id: i32, rpc: &str) -> Result<()> {
+    let (host, port) = rpc.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--rpc {rpc:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("--rpc {rpc:?}: {port:?} is not a port"))?;
+    let request = AddRaftVoterRequest::default()
+        .with_cluster_id(None)
+        .with_voter_id(node_id)
+        .with_timeout_ms(30_000)
+        .with_listeners(vec![Listener::default()
+            .with_name(StrBytes::from_static_str(crate::handlers::raft_voters::RPC_LISTENER))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)]);
+    let r = Client::connect(bootstrap)?.call_version(request, 0)?;
+    if r.error_code != 0 {
+        anyhow::bail!(
+            "cannot add node {node_id}: {} - {}",
+            describe_error(r.error_code),
+            r.error_message.unwrap_or_default()
+        );
+    }
+    println!("added node {node_id} ({rpc})");
+    Ok(())
+}
+
+fn remove_node(bootstrap: &str, node_id: i32) -> Result<()> {
+    let request = RemoveRaftVoterRequest::default().with_cluster_id(None).with_voter_id(node_id);
+    let r = Client::connect(bootstrap)?.call_version(request, 0)?;
+    if r.error_code != 0 {
+        anyhow::bail!(
+            "cannot remove node {node_id}: {} - {}",
+            describe_error(r.error_code),
+            r.error_message.unwrap_or_default()
+        );
+    }
+    println!("removed node {node_id}");
+    Ok(())
 }
 
 fn status(bootstrap: &str) -> Result<()> {

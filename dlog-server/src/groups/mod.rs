@@ -31,7 +31,21 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<()> {
     }
 }
 
+/// The broker leading `group`'s `__consumer_offsets` partition (the topic exists).
+pub fn coordinator_of(shard: &Shard, group: &str) -> Result<dlog_core::NodeId> {
+    let p = partition_for(group, OFFSETS_PARTITIONS);
+    let topic = shard
+        .shared
+        .topic(OFFSETS_TOPIC)
+        .ok_or_else(|| Error::CoordinatorNotAvailable(format!("{OFFSETS_TOPIC} is not in this node's metadata yet")))?;
+    topic
+        .assignment(p)
+        .and_then(|a| a.leader)
+        .ok_or_else(|| Error::CoordinatorNotAvailable(format!("{OFFSETS_TOPIC}-{p} has no leader")))
+}
+
 /// Runs `f` on the coordinator shard of `group`, with its offsets partition loaded.
+/// NOT_COORDINATOR when another broker coordinates it.
 pub async fn on_coordinator<T, F, Fut>(shard: &Rc<Shard>, group: &str, f: F) -> Result<T>
 where
     T: Send + 'static,
@@ -42,6 +56,10 @@ where
         return Err(Error::InvalidGroupId("the group id is empty".into()));
     }
     ensure_offsets_topic(shard).await?;
+    let leader = coordinator_of(shard, group)?;
+    if leader != shard.shared.config.node_id {
+        return Err(Error::NotCoordinator(format!("group {group:?} (broker {leader} coordinates it)")));
+    }
     let p = partition_for(group, OFFSETS_PARTITIONS);
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
     let owner = shard.shared.owner(&tp);

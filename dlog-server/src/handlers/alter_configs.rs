@@ -15,6 +15,7 @@ use dlog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{topic_admin, wire};
+use crate::controller::ConfigChange;
 use crate::shard::Shard;
 
 const OP_SET: i8 = 0;
@@ -33,18 +34,20 @@ pub async fn incremental(
             Err(e) => Err(e),
             Ok(()) => match shard.shared.topic(&name) {
                 None => Err(Error::UnknownTopicOrPartition(name.clone())),
-                Some(meta) => {
-                    let mut overrides = meta.overrides.clone();
+                Some(_) => {
+                    let mut change = ConfigChange::default();
                     let mut bad = None;
                     for c in &r.configs {
                         let key = c.name.to_string();
                         match (c.config_operation, &c.value) {
                             (OP_SET, Some(v)) => {
-                                overrides.insert(key, v.to_string());
+                                change.delete.retain(|k| *k != key);
+                                change.set.insert(key, v.to_string());
                             }
                             (OP_SET, None) => bad = Some(Error::InvalidConfig(format!("no value to set for {key}"))),
                             (OP_DELETE, _) => {
-                                overrides.remove(&key);
+                                change.set.remove(&key);
+                                change.delete.push(key);
                             }
                             (OP_APPEND | OP_SUBTRACT, _) => {
                                 bad = Some(Error::InvalidConfig(format!("{key} is not a list config")))
@@ -55,7 +58,7 @@ pub async fn incremental(
                     match bad {
                         Some(e) => Err(e),
                         None => {
-                            topic_admin::set_overrides(shard, &name, overrides, request.validate_only).await.map(|_| ())
+                            topic_admin::alter_configs(shard, &name, change, request.validate_only).await.map(|_| ())
                         }
                     }
                 }
@@ -73,12 +76,13 @@ pub async fn legacy(shard: &Rc<Shard>, request: AlterConfigsRequest) -> AlterCon
         let result = match check_resource(r.resource_type) {
             Err(e) => Err(e),
             Ok(()) => {
-                let overrides: BTreeMap<String, String> = r
+                let set: BTreeMap<String, String> = r
                     .configs
                     .iter()
                     .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                     .collect();
-                topic_admin::set_overrides(shard, &name, overrides, request.validate_only).await.map(|_| ())
+                let change = ConfigChange { replace: true, set, delete: Vec::new() };
+                topic_admin::alter_configs(shard, &name, change, request.validate_only).await.map(|_| ())
             }
         };
         let inc = response(r.resource_type, r.resource_name, result);

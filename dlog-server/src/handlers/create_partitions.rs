@@ -15,14 +15,21 @@ pub async fn handle(shard: &Rc<Shard>, request: CreatePartitionsRequest) -> Crea
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name = t.name.0.to_string();
-        let bad_assignment = t
+        // A single node can only place partitions on itself; a cluster's controller
+        // checks the brokers named.
+        let bad_assignment = shard.shared.cluster.is_none()
+            && t.assignments
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|x| x.broker_ids.is_empty() || x.broker_ids.iter().any(|b| b.0 != node)));
+        let assignment = t
             .assignments
             .as_ref()
-            .is_some_and(|a| a.iter().any(|x| x.broker_ids.is_empty() || x.broker_ids.iter().any(|b| b.0 != node)));
+            .filter(|a| !a.is_empty())
+            .map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
         let result = if bad_assignment {
             Err(Error::InvalidRequest(format!("assignments may name only broker {node}")))
         } else {
-            topic_admin::grow(shard, &name, t.count, request.validate_only).await
+            topic_admin::grow(shard, &name, t.count, assignment, request.validate_only).await
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = result {

@@ -53,7 +53,7 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
                 "give either replica assignments or partitions and replication factor, not both".into(),
             ));
         }
-        for a in &topic.assignments {
+        for a in topic.assignments.iter().filter(|_| shard.shared.cluster.is_none()) {
             if a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty() {
                 return Err(Error::InvalidReplicationFactor(format!(
                     "partition {} is assigned to brokers {:?}; this cluster has only broker {node}",
@@ -73,9 +73,14 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
         rf if rf <= 0 => {
             return Err(Error::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}")))
         }
-        rf => {
+        rf if shard.shared.cluster.is_none() => {
             return Err(Error::InvalidReplicationFactor(format!(
                 "replication factor {rf} is larger than the 1 available broker"
+            )))
+        }
+        rf => {
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor {rf}: topics have 1 replica until data replication is enabled"
             )))
         }
     }
@@ -88,9 +93,23 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
     if validate_only {
         let registry = shard.shared.topics.read().expect("topic registry lock");
         let config = registry.check_create(&name, partitions, &overrides)?;
-        return Ok(TopicMeta { name: name.into(), id: dlog_core::TopicId::NONE, partitions, overrides, config });
+        let assignments =
+            (0..partitions).map(|_| crate::topics::Assignment::local(shard.shared.config.node_id)).collect();
+        return Ok(TopicMeta {
+            name: name.into(),
+            id: dlog_core::TopicId::NONE,
+            partitions,
+            overrides,
+            config,
+            assignments,
+        });
     }
-    topic_admin::create(shard, &name, partitions, overrides).await
+    let assignment = (!topic.assignments.is_empty()).then(|| {
+        let mut by_partition: Vec<_> = topic.assignments.iter().collect();
+        by_partition.sort_by_key(|a| a.partition_index);
+        by_partition.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()
+    });
+    topic_admin::create_assigned(shard, &name, partitions, overrides, assignment).await
 }
 
 fn configs_of(meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {

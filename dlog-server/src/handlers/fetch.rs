@@ -201,7 +201,7 @@ struct Read {
 }
 
 fn read_one(shard: &Shard, r: &Read) -> Result<Got> {
-    let p = shard.partition(&r.tp).ok_or_else(|| Error::UnknownTopicOrPartition(r.tp.to_string()))?;
+    let p = shard.leading(&r.tp)?;
     let p = p.borrow();
     p.check_epoch(r.epoch)?;
     let hw = p.high_watermark();

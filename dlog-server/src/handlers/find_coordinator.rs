@@ -1,5 +1,6 @@
-//! FindCoordinator: this node coordinates every group (it owns every partition of
-//! `__consumer_offsets`, created here on first use). v4+ looks up a batch of keys.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
+//! partition (the topic is created on first use); on a single node, this node.
+//! v4+ looks up a batch of keys.
 //! Transaction coordinators (key type 1) do not exist: COORDINATOR_NOT_AVAILABLE with
 //! the reason.
 
@@ -11,6 +12,7 @@ use dlog_protocol::kafka_protocol::messages::find_coordinator_response::Coordina
 use dlog_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::wire;
+use crate::cluster::BrokerInfo;
 use crate::groups;
 use crate::shard::Shard;
 
@@ -25,10 +27,11 @@ pub async fn handle(shard: &Rc<Shard>, request: FindCoordinatorRequest, version:
     for key in keys {
         let c = Coordinator::default().with_key(wire(&key));
         coordinators.push(match find(shard, request.key_type, &key).await {
-            Ok(()) => c
+            Ok(None) => c
                 .with_node_id(BrokerId(config.node_id.0))
                 .with_host(wire(&config.advertise_host))
                 .with_port(config.advertise_port as i32),
+            Ok(Some(b)) => c.with_node_id(BrokerId(b.id.0)).with_host(wire(&b.host)).with_port(b.port as i32),
             Err(e) => c
                 .with_node_id(BrokerId(-1))
                 .with_host(wire(""))
@@ -53,10 +56,19 @@ pub async fn handle(shard: &Rc<Shard>, request: FindCoordinatorRequest, version:
     }
 }
 
-async fn find(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<()> {
+/// The coordinator of `key`: `None` for this node, else the live broker that leads the
+/// group's `__consumer_offsets` partition.
+async fn find(shard: &Rc<Shard>, key_type: i8, key: &str) -> Result<Option<BrokerInfo>> {
     match key_type {
         0 if key.is_empty() => Err(Error::InvalidGroupId("the group id is empty".into())),
-        0 => groups::ensure_offsets_topic(shard).await,
+        0 => {
+            groups::ensure_offsets_topic(shard).await?;
+            let Some(cluster) = &shard.shared.cluster else { return Ok(None) };
+            let leader = groups::coordinator_of(shard, key)?;
+            cluster.broker(leader).map(Some).ok_or_else(|| {
+                Error::CoordinatorNotAvailable(format!("the coordinator of {key:?}, broker {leader}, is not live"))
+            })
+        }
         1 => Err(Error::CoordinatorNotAvailable(format!(
             "transactions are not supported, so there is no transaction coordinator for {key:?}"
         ))),

@@ -53,20 +53,46 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             Err(e) => Err(e),
         };
         topics.push(match result {
-            Ok(meta) => describe(&meta, node),
+            Ok(meta) => describe(&meta),
             Err(e) => MetadataResponseTopic::default()
                 .with_error_code(error_code(&e))
                 .with_name(Some(wire_topic(&name)))
                 .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
         });
     }
+    let (brokers, controller) = match &shard.shared.cluster {
+        None => (
+            vec![MetadataResponseBroker::default()
+                .with_node_id(node)
+                .with_host(wire(&config.advertise_host))
+                .with_port(config.advertise_port as i32)],
+            node,
+        ),
+        Some(cluster) => (
+            cluster
+                .brokers()
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id.0))
+                        .with_host(wire(&b.host))
+                        .with_port(b.port as i32)
+                        .with_rack(b.rack.as_deref().map(wire))
+                })
+                .collect(),
+            // Clients send admin requests to the "controller" named here. Every node
+            // forwards them to the real one, so name this node: it is alive (it is
+            // answering), while the Raft leader may have just died with its
+            // registration not yet expired, and a client that cached it would wait on
+            // a dead node. (Kafka in KRaft mode names a random live broker likewise.)
+            // DescribeCluster names the Raft leader.
+            node,
+        ),
+    };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(wire(&config.advertise_host))
-            .with_port(config.advertise_port as i32)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(wire(&shard.shared.cluster_id)))
-        .with_controller_id(node)
+        .with_controller_id(controller)
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -75,15 +101,26 @@ fn all_topics(shard: &Rc<Shard>) -> Vec<String> {
     shard.shared.topics.read().expect("topic registry lock").list().map(|t| t.name.to_string()).collect()
 }
 
-fn describe(meta: &TopicMeta, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..meta.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+/// A topic's partitions as its assignments say; an offline partition (no leader)
+/// answers LEADER_NOT_AVAILABLE with leader -1, its replica listed as offline.
+fn describe(meta: &TopicMeta) -> MetadataResponseTopic {
+    let partitions = meta
+        .assignments
+        .iter()
+        .enumerate()
+        .map(|(p, a)| {
+            let replicas: Vec<BrokerId> = a.replicas.iter().map(|r| BrokerId(r.0)).collect();
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_epoch(a.leader_epoch.0)
+                .with_replica_nodes(replicas.clone());
+            match a.leader {
+                Some(l) => partition.with_leader_id(BrokerId(l.0)).with_isr_nodes(vec![BrokerId(l.0)]),
+                None => partition
+                    .with_error_code(error_code(&dlog_core::Error::LeaderNotAvailable(String::new())))
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(replicas),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -29,6 +29,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod raft_voters;
 pub mod sync_group;
 pub mod topic_admin;
 
@@ -97,6 +98,10 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::Socke
         RequestKind::AlterConfigs(r) => Reply::now(ResponseKind::AlterConfigs(alter_configs::legacy(shard, r).await)),
         RequestKind::IncrementalAlterConfigs(r) => {
             Reply::now(ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(shard, r).await))
+        }
+        RequestKind::AddRaftVoter(r) => Reply::now(ResponseKind::AddRaftVoter(raft_voters::add(shard, r).await)),
+        RequestKind::RemoveRaftVoter(r) => {
+            Reply::now(ResponseKind::RemoveRaftVoter(raft_voters::remove(shard, r).await))
         }
         RequestKind::DescribeCluster(r) => {
             Reply::now(ResponseKind::DescribeCluster(describe_cluster::handle(shard, r)))
@@ -175,6 +180,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "create_partitions",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::AddRaftVoter => "add_raft_voter",
+        ApiKey::RemoveRaftVoter => "remove_raft_voter",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::FindCoordinator => "find_coordinator",
         ApiKey::JoinGroup => "join_group",

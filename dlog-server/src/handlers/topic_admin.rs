@@ -1,14 +1,27 @@
 //! Topic administration shared by CreateTopics, Metadata and Produce (auto-creation),
-//! DeleteTopics, CreatePartitions and the config APIs: change the registry, then tell
-//! the owning shards.
+//! DeleteTopics, CreatePartitions and the config APIs. A single node changes its
+//! registry, then tells the owning shards. A cluster member forwards the change to the
+//! controller and answers once its own image shows it (its reconciler has opened,
+//! deleted or reconfigured the local partitions by then).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use dlog_core::{Error, Result, ShardId};
 
+use crate::controller::{ConfigChange, ControllerRequest};
 use crate::shard::Shard;
 use crate::topics::TopicMeta;
+
+/// Forwards `request` to the controller and returns topic `name` as this node's image
+/// shows it afterwards.
+async fn forward(shard: &Rc<Shard>, name: &str, request: ControllerRequest) -> Option<Result<TopicMeta>> {
+    let cluster = shard.shared.cluster.as_ref()?;
+    Some(match cluster.forward(request).await {
+        Ok(()) => shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string())),
+        Err(e) => Err(e),
+    })
+}
 
 /// Creates a topic and opens its partitions on their shards.
 pub async fn create(
@@ -17,6 +30,28 @@ pub async fn create(
     partitions: i32,
     overrides: BTreeMap<String, String>,
 ) -> Result<TopicMeta> {
+    create_assigned(shard, name, partitions, overrides, None).await
+}
+
+/// Creates a topic with the replicas the client chose (`assignment`, one list per
+/// partition), or placed by the controller.
+pub async fn create_assigned(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    overrides: BTreeMap<String, String>,
+    assignment: Option<Vec<Vec<i32>>>,
+) -> Result<TopicMeta> {
+    let request = ControllerRequest::CreateTopic {
+        name: name.to_string(),
+        id: dlog_core::TopicId(*uuid::Uuid::new_v4().as_bytes()).to_hex(),
+        partitions,
+        configs: overrides.clone(),
+        assignment,
+    };
+    if let Some(done) = forward(shard, name, request).await {
+        return done;
+    }
     let meta = shard.shared.topics.write().expect("topic registry lock").create(name, partitions, overrides)?;
     tracing::info!(topic = name, partitions, "created topic");
     open_everywhere(shard, &meta).await?;
@@ -41,7 +76,24 @@ pub async fn get_or_auto_create(shard: &Rc<Shard>, name: &str, allow: bool) -> R
 }
 
 /// Grows a topic and opens the new partitions.
-pub async fn grow(shard: &Rc<Shard>, name: &str, partitions: i32, validate_only: bool) -> Result<TopicMeta> {
+pub async fn grow(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    assignment: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<TopicMeta> {
+    if !validate_only {
+        let request = ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            count: partitions,
+            assignment,
+            retried: false,
+        };
+        if let Some(done) = forward(shard, name, request).await {
+            return done;
+        }
+    }
     let meta =
         shard.shared.topics.write().expect("topic registry lock").set_partitions(name, partitions, validate_only)?;
     if !validate_only {
@@ -52,6 +104,11 @@ pub async fn grow(shard: &Rc<Shard>, name: &str, partitions: i32, validate_only:
 
 /// Deletes a topic: registry first (so no new request finds it), then the logs.
 pub async fn delete(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta> {
+    if let Some(cluster) = &shard.shared.cluster {
+        let meta = shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        cluster.forward(ControllerRequest::DeleteTopic { name: name.to_string(), retried: false }).await?;
+        return Ok(meta);
+    }
     let meta = shard.shared.topics.write().expect("topic registry lock").delete(name)?;
     for i in 0..shard.shared.senders.len() {
         let topic = meta.name.clone();
@@ -61,13 +118,21 @@ pub async fn delete(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta> {
     Ok(meta)
 }
 
-/// Replaces a topic's config overrides and applies them to its open partitions.
-pub async fn set_overrides(
+/// Changes a topic's config overrides and applies them to its open partitions.
+pub async fn alter_configs(
     shard: &Rc<Shard>,
     name: &str,
-    overrides: BTreeMap<String, String>,
+    change: ConfigChange,
     validate_only: bool,
 ) -> Result<TopicMeta> {
+    let current = shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+    let overrides = change.apply(&current.overrides);
+    if !validate_only {
+        let request = ControllerRequest::AlterConfigs { name: name.to_string(), change };
+        if let Some(done) = forward(shard, name, request).await {
+            return done;
+        }
+    }
     let meta =
         shard.shared.topics.write().expect("topic registry lock").set_overrides(name, overrides, validate_only)?;
     if !validate_only {

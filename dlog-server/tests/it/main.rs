@@ -2,6 +2,7 @@
 //! driven over real sockets with the CLI's Kafka client.
 
 mod admin;
+mod cluster;
 mod groups;
 mod idempotence;
 mod produce_fetch;

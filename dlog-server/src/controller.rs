@@ -1,0 +1,679 @@
+//! The controller: the one node (the metadata Raft group's leader) that changes topics.
+//! It records each topic under `/topics/<name>` in the metadata store, assigns its
+//! partitions to live brokers, and moves partition leadership as brokers come and go.
+//!
+//! Admin requests reaching any node are forwarded here ([`crate::cluster::Cluster::forward`])
+//! as a [`ControllerRequest`]; [`execute`] runs them. Every change is a compare-and-set
+//! on the topic's record, so a deposed controller that still believes it leads can
+//! never overwrite its successor's work: its write fails and the forwarder retries at
+//! the new leader.
+//!
+//! With one replica per partition (data replication comes with the replication plane),
+//! a partition whose broker is gone has no copy to serve from: it goes offline (no
+//! leader, epoch bumped) and comes back, epoch bumped again, when its broker returns.
+//!
+//! Invariant: a partition's leader epoch only grows, by one at every change of leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dlog_consensus::{Comparison, ExpectedVersion, MetadataError, MetadataStore, PutOptions, RaftStore, VersionId};
+use dlog_core::{limits, Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::BrokerInfo;
+use crate::topics::{validate_topic_name, Assignment, TopicMeta};
+
+/// Topic records: `/topics/<name>` = a JSON [`TopicRecord`].
+pub const TOPICS_PREFIX: &str = "/topics/";
+pub const TOPICS_END: &str = "/topics0";
+/// How often a compare-and-set that lost a race is tried again before giving up.
+const CAS_ATTEMPTS: usize = 16;
+
+/// A topic as the metadata store records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    /// The topic id, 32 hex digits.
+    pub id: String,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// One partition's assignment as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub replicas: Vec<i32>,
+    /// The leading broker, -1 when offline.
+    pub leader: i32,
+    pub epoch: i32,
+}
+
+pub fn topic_key(name: &str) -> String {
+    format!("{TOPICS_PREFIX}{name}")
+}
+
+impl TopicRecord {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a topic record always serializes"))
+    }
+
+    pub fn decode(value: &[u8]) -> std::result::Result<TopicRecord, String> {
+        serde_json::from_slice(value).map_err(|e| e.to_string())
+    }
+
+    /// This record as a cluster member's registry holds it, its configs applied over
+    /// `defaults`. A config this node cannot parse (a newer node wrote it) falls back
+    /// to the defaults, with a warning, rather than hiding the topic.
+    pub fn to_meta(&self, name: &str, defaults: &TopicConfig) -> std::result::Result<TopicMeta, String> {
+        let id = TopicId::from_hex(&self.id).ok_or_else(|| format!("bad topic id {:?}", self.id))?;
+        let config = defaults.with_overrides(&self.configs).unwrap_or_else(|_| {
+            // Keep every override this node understands; name the others.
+            let usable: BTreeMap<String, String> = self
+                .configs
+                .iter()
+                .filter(|(k, v)| {
+                    let one = BTreeMap::from([((*k).clone(), (*v).clone())]);
+                    let ok = defaults.with_overrides(&one).is_ok();
+                    if !ok {
+                        tracing::warn!(topic = name, config = %k, value = %v, "cannot apply a topic config; ignoring it");
+                    }
+                    ok
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            defaults.with_overrides(&usable).unwrap_or_else(|_| defaults.clone())
+        });
+        let assignments = self
+            .partitions
+            .iter()
+            .map(|p| Assignment {
+                replicas: p.replicas.iter().map(|&r| NodeId(r)).collect(),
+                leader: (p.leader >= 0).then_some(NodeId(p.leader)),
+                leader_epoch: LeaderEpoch(p.epoch),
+            })
+            .collect();
+        Ok(TopicMeta {
+            name: name.into(),
+            id,
+            partitions: self.partitions.len() as i32,
+            overrides: self.configs.clone(),
+            config,
+            assignments,
+        })
+    }
+}
+
+/// An admin change, as forwarded to the controller. `validate_only` requests never get
+/// here: any node validates against its own image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    CreateTopic {
+        name: String,
+        /// Chosen by the forwarder, so that a retry recognises its own topic.
+        id: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        /// Replicas chosen by the client, one list per partition; none: the controller
+        /// places them.
+        assignment: Option<Vec<Vec<i32>>>,
+    },
+    DeleteTopic {
+        name: String,
+        /// Set when an earlier attempt may have taken effect: "already gone" succeeds.
+        retried: bool,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        /// Set when an earlier attempt may have taken effect: "already `count`"
+        /// succeeds.
+        retried: bool,
+    },
+    AlterConfigs {
+        name: String,
+        change: ConfigChange,
+    },
+    /// Adds node `id`, whose internal RPC listens at `rpc`, to the metadata group.
+    AddNode {
+        id: i32,
+        rpc: String,
+    },
+    /// Removes node `id` from the metadata group.
+    RemoveNode {
+        id: i32,
+    },
+}
+
+/// A change of a topic's config overrides, applied by the controller to the record as
+/// it reads it (so concurrent changes of different keys both take effect).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Drop every override first (the legacy AlterConfigs replaces them all).
+    pub replace: bool,
+    pub set: BTreeMap<String, String>,
+    pub delete: Vec<String>,
+}
+
+impl ConfigChange {
+    pub fn apply(&self, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut out = if self.replace { BTreeMap::new() } else { overrides.clone() };
+        for k in &self.delete {
+            out.remove(k);
+        }
+        out.extend(self.set.clone());
+        out
+    }
+}
+
+// Requests and replies travel as JSON: enum variants by name, so nodes of different
+// versions (a rolling upgrade) read each other's unless a variant really is new.
+impl ControllerRequest {
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a controller request always serializes"))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<ControllerRequest, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("bad controller request: {e}"))
+    }
+
+    /// Marks the request as sent again after an attempt whose outcome is unknown.
+    pub fn mark_retried(&mut self) {
+        match self {
+            ControllerRequest::DeleteTopic { retried, .. } | ControllerRequest::CreatePartitions { retried, .. } => {
+                *retried = true
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The controller's answer: the Raft log index at which the change was applied (the
+/// forwarder waits until its own image reflects it), or why it was refused.
+pub type ControllerReply = Result<u64>;
+
+pub fn encode_reply(reply: &ControllerReply) -> Bytes {
+    Bytes::from(serde_json::to_vec(reply).expect("a controller reply always serializes"))
+}
+
+pub fn decode_reply(bytes: &[u8]) -> ControllerReply {
+    serde_json::from_slice(bytes).map_err(|e| Error::Storage(format!("bad controller reply: {e}")))?
+}
+
+/// A store failure in the controller's terms: the retriable ones say "not the
+/// controller" (the forwarder tries again, at whoever leads by then).
+fn store_error(e: MetadataError) -> Error {
+    if e.is_retriable() {
+        Error::NotController(e.to_string())
+    } else {
+        Error::Storage(format!("metadata store: {e}"))
+    }
+}
+
+/// Kafka's rack-alternating order of brokers: sorted by id within each rack, the racks
+/// taken in turn, so that consecutive positions fall in different racks whenever
+/// possible. Brokers without a rack form one rack of their own.
+pub fn rack_alternated(brokers: &[BrokerInfo]) -> Vec<NodeId> {
+    let mut racks: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+    for b in brokers {
+        racks.entry(b.rack.as_deref()).or_default().push(b.id);
+    }
+    for ids in racks.values_mut() {
+        ids.sort();
+    }
+    let longest = racks.values().map(Vec::len).max().unwrap_or(0);
+    let mut order = Vec::with_capacity(brokers.len());
+    for i in 0..longest {
+        for ids in racks.values() {
+            if let Some(&id) = ids.get(i) {
+                order.push(id);
+            }
+        }
+    }
+    order
+}
+
+/// Places partitions `from..to` of a topic, one replica each, round-robin over the
+/// rack-alternated brokers from `start`.
+pub fn place(order: &[NodeId], start: usize, from: i32, to: i32) -> Vec<PartitionRecord> {
+    assert!(!order.is_empty(), "placing partitions needs a broker");
+    (from..to)
+        .map(|p| {
+            let b = order[(start + p as usize) % order.len()];
+            PartitionRecord { replicas: vec![b.0], leader: b.0, epoch: 0 }
+        })
+        .collect()
+}
+
+/// Checks replicas the client chose: one live broker per partition (one replica).
+fn chosen(assignment: &[Vec<i32>], live: &BTreeSet<i32>, first: i32) -> Result<Vec<PartitionRecord>> {
+    assignment
+        .iter()
+        .enumerate()
+        .map(|(i, replicas)| {
+            let p = first + i as i32;
+            match replicas.as_slice() {
+                [b] if live.contains(b) => Ok(PartitionRecord { replicas: vec![*b], leader: *b, epoch: 0 }),
+                [b] => Err(Error::InvalidReplicaAssignment(format!(
+                    "partition {p} is assigned to broker {b}, which is not a live broker"
+                ))),
+                other => Err(Error::InvalidReplicationFactor(format!(
+                    "partition {p} is assigned to {} brokers {other:?}; topics have 1 replica until data \
+                     replication is enabled",
+                    other.len()
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// The cluster's members: `/cluster/members` = `1=HOST:PORT,2=...` (the internal RPC
+/// addresses), recorded at formation and changed by `AddNode` and `RemoveNode`.
+pub const MEMBERS_KEY: &str = "/cluster/members";
+/// How long a membership change may take (a new node must catch up within it).
+const MEMBERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub fn members_text(members: &BTreeMap<NodeId, String>) -> String {
+    members.iter().map(|(id, addr)| format!("{}={addr}", id.0)).collect::<Vec<_>>().join(",")
+}
+
+/// What the controller needs from its node.
+pub struct Controller {
+    pub store: Arc<RaftStore>,
+    pub defaults: TopicConfig,
+    /// The internal RPC's peers, whose addresses follow the member list.
+    pub peers: Arc<dlog_rpc::Peers>,
+}
+
+impl Controller {
+    fn live_brokers(&self) -> Vec<BrokerInfo> {
+        crate::cluster::read_brokers(&self.store)
+    }
+
+    /// Runs one admin change. Refuses with [`Error::NotController`] unless this node
+    /// leads the metadata group.
+    pub async fn execute(&self, request: ControllerRequest) -> ControllerReply {
+        let status = self.store.status();
+        if status.leader != Some(self.store.id()) {
+            return Err(Error::NotController(format!("the controller is {:?}", status.leader.map(|n| n.0))));
+        }
+        match request {
+            ControllerRequest::CreateTopic { name, id, partitions, configs, assignment } => {
+                self.create(&name, &id, partitions, configs, assignment).await?
+            }
+            ControllerRequest::DeleteTopic { name, retried } => match self.delete(&name).await {
+                Err(Error::UnknownTopicOrPartition(_)) if retried => {}
+                other => other?,
+            },
+            ControllerRequest::CreatePartitions { name, count, assignment, retried } => {
+                let brokers = self.live_brokers();
+                let grown = self.update(&name, |record| {
+                    if retried && record.partitions.len() as i32 == count {
+                        return Err(Error::NotController("already grown".into()));
+                    }
+                    grow(record, count, assignment.as_deref(), &brokers)
+                });
+                match grown.await {
+                    Err(Error::NotController(why)) if why == "already grown" => {}
+                    other => other?,
+                }
+            }
+            ControllerRequest::AddNode { id, rpc } => self.add_node(NodeId(id), rpc).await?,
+            ControllerRequest::RemoveNode { id } => self.remove_node(NodeId(id)).await?,
+            ControllerRequest::AlterConfigs { name, change } => {
+                self.update(&name, |record| {
+                    let configs = change.apply(&record.configs);
+                    self.defaults.with_overrides(&configs)?;
+                    record.configs = configs;
+                    Ok(())
+                })
+                .await?
+            }
+        }
+        // The leader applies a write before answering it: its applied index covers it.
+        Ok(self.store.status().last_applied_index.unwrap_or(0))
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        id: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<()> {
+        validate_topic_name(name)?;
+        if !(1..=limits::PARTITIONS_MAX).contains(&partitions) {
+            return Err(Error::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {}, got {partitions}",
+                limits::PARTITIONS_MAX
+            )));
+        }
+        self.defaults.with_overrides(&configs)?;
+        let brokers = self.live_brokers();
+        if brokers.is_empty() {
+            return Err(Error::InvalidReplicationFactor("no broker is registered yet".into()));
+        }
+        let id = TopicId::from_hex(id).ok_or_else(|| Error::InvalidRequest(format!("bad topic id {id:?}")))?;
+        let records = match assignment {
+            Some(a) => chosen(&a, &brokers.iter().map(|b| b.id.0).collect(), 0)?,
+            None => place(&rack_alternated(&brokers), id.0[0] as usize, 0, partitions),
+        };
+        let record = TopicRecord { id: id.to_hex(), configs, partitions: records };
+        match self.store.put(&topic_key(name), record.encode(), PutOptions::expect(ExpectedVersion::NotExists)).await {
+            Ok(_) => {
+                tracing::info!(topic = name, partitions = record.partitions.len(), "controller created topic");
+                Ok(())
+            }
+            Err(MetadataError::UnexpectedVersion { .. }) => {
+                // Our own earlier attempt, whose answer was lost, is not a conflict.
+                let existing = self.store.get(&topic_key(name), Comparison::Equal).await.map_err(store_error)?;
+                match existing.map(|e| TopicRecord::decode(&e.value)) {
+                    Some(Ok(r)) if r.id == record.id => Ok(()),
+                    _ => Err(Error::TopicAlreadyExists(name.to_string())),
+                }
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// The member list as recorded, with its version.
+    async fn members(&self) -> Result<(BTreeMap<NodeId, String>, VersionId)> {
+        let entry = self
+            .store
+            .get(MEMBERS_KEY, Comparison::Equal)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::Storage(format!("{MEMBERS_KEY} is missing")))?;
+        let text = String::from_utf8_lossy(&entry.value);
+        let members =
+            crate::config::parse_cluster_nodes(MEMBERS_KEY, &text).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok((members, entry.stat.version_id))
+    }
+
+    async fn write_members(&self, members: &BTreeMap<NodeId, String>, version: VersionId) -> Result<()> {
+        let options = PutOptions::expect(ExpectedVersion::Is(version));
+        match self.store.put(MEMBERS_KEY, Bytes::from(members_text(members)), options).await {
+            Ok(_) => Ok(()),
+            Err(MetadataError::UnexpectedVersion { .. }) => {
+                Err(Error::NotController("the member list changed meanwhile".into()))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Records the new member (so that it passes its join check and every node learns
+    /// its address), then has it catch up as a learner and vote if there is room.
+    async fn add_node(&self, id: NodeId, rpc: String) -> Result<()> {
+        if id.0 < 0 {
+            return Err(Error::InvalidRequest(format!("node id {id} is negative")));
+        }
+        crate::config::parse_cluster_nodes("--rpc", &format!("{}={rpc}", id.0))
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let (mut members, version) = self.members().await?;
+        match members.get(&id) {
+            Some(addr) if *addr != rpc => {
+                return Err(Error::InvalidRequest(format!("node {id} is already a member, at {addr}")))
+            }
+            Some(_) => {}
+            None => {
+                members.insert(id, rpc.clone());
+                self.write_members(&members, version).await?;
+            }
+        }
+        self.peers.set_addrs(members);
+        self.store.add_member(id, rpc, MEMBERSHIP_TIMEOUT).await.map_err(|e| match e {
+            MetadataError::Unavailable(why) => Error::Timeout(why),
+            other => store_error(other),
+        })?;
+        tracing::info!(node = %id, voters = ?self.store.voters(), "controller added a node");
+        Ok(())
+    }
+
+    /// Removes a member that holds no partition (with one replica per partition, its
+    /// partitions would be lost): from the Raft group first, then from the list.
+    async fn remove_node(&self, id: NodeId) -> Result<()> {
+        let (mut members, version) = self.members().await?;
+        if !members.contains_key(&id) {
+            return Err(Error::InvalidRequest(format!("node {id} is not a member")));
+        }
+        if members.len() == 1 {
+            return Err(Error::InvalidRequest(format!("node {id} is the last member")));
+        }
+        let holding: Vec<String> = self.store.read_local(|kv| {
+            kv.range_scan(TOPICS_PREFIX, TOPICS_END)
+                .into_iter()
+                .filter(|e| {
+                    TopicRecord::decode(&e.value).is_ok_and(|r| r.partitions.iter().any(|p| p.replicas.contains(&id.0)))
+                })
+                .map(|e| e.key[TOPICS_PREFIX.len()..].to_string())
+                .collect()
+        });
+        if !holding.is_empty() {
+            return Err(Error::InvalidRequest(format!(
+                "node {id} holds partitions of {holding:?}, which have no other replica: delete those topics first"
+            )));
+        }
+        self.store.remove_member(id, MEMBERSHIP_TIMEOUT).await.map_err(store_error)?;
+        members.remove(&id);
+        self.write_members(&members, version).await?;
+        self.peers.set_addrs(members);
+        tracing::info!(node = %id, voters = ?self.store.voters(), "controller removed a node");
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(entry) = self.store.get(&topic_key(name), Comparison::Equal).await.map_err(store_error)? else {
+                return Err(Error::UnknownTopicOrPartition(name.to_string()));
+            };
+            match self.store.delete(&topic_key(name), ExpectedVersion::Is(entry.stat.version_id)).await {
+                Ok(_) => {
+                    tracing::info!(topic = name, "controller deleted topic");
+                    return Ok(());
+                }
+                Err(MetadataError::UnexpectedVersion { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(Error::NotController(format!("topic {name:?} kept changing while being deleted")))
+    }
+
+    /// Reads, changes and writes back a topic's record, retrying lost races.
+    async fn update(&self, name: &str, change: impl Fn(&mut TopicRecord) -> Result<()>) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(entry) = self.store.get(&topic_key(name), Comparison::Equal).await.map_err(store_error)? else {
+                return Err(Error::UnknownTopicOrPartition(name.to_string()));
+            };
+            let mut record = TopicRecord::decode(&entry.value).map_err(Error::Storage)?;
+            change(&mut record)?;
+            match self.write_over(name, &record, entry.stat.version_id).await {
+                Ok(()) => return Ok(()),
+                Err(MetadataError::UnexpectedVersion { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(Error::NotController(format!("topic {name:?} kept changing")))
+    }
+
+    async fn write_over(
+        &self,
+        name: &str,
+        record: &TopicRecord,
+        version: VersionId,
+    ) -> std::result::Result<(), MetadataError> {
+        let options = PutOptions::expect(ExpectedVersion::Is(version));
+        self.store.put(&topic_key(name), record.encode(), options).await.map(|_| ())
+    }
+
+    /// Moves partition leadership after broker changes: a partition whose leader is
+    /// gone goes to its first live replica, or offline; an offline one comes back when
+    /// a replica returns. Each change bumps the partition's epoch. Only the leader of
+    /// the metadata group acts; a lost race waits for the next round.
+    pub async fn rebalance_leaders(&self, leading_since: &mut Option<std::time::Instant>) {
+        if self.store.status().leader != Some(self.store.id()) {
+            *leading_since = None;
+            return;
+        }
+        // A new controller (after a restart of the whole cluster, say) first gives
+        // brokers a session's time to register, rather than taking their partitions
+        // offline and back.
+        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < crate::cluster::BROKER_SESSION {
+            return;
+        }
+        let live: BTreeSet<i32> = self.live_brokers().iter().map(|b| b.id.0).collect();
+        let entries = self.store.read_local(|kv| kv.range_scan(TOPICS_PREFIX, TOPICS_END));
+        for entry in entries {
+            let name = &entry.key[TOPICS_PREFIX.len()..];
+            let Ok(mut record) = TopicRecord::decode(&entry.value) else { continue };
+            let changes = elect_leaders(&mut record, &live);
+            if changes == 0 {
+                continue;
+            }
+            match self.write_over(name, &record, entry.stat.version_id).await {
+                Ok(()) => tracing::info!(topic = name, partitions = changes, "controller moved partition leaders"),
+                Err(e) => tracing::debug!(topic = name, error = %e, "leader change not written; next round"),
+            }
+        }
+    }
+}
+
+/// Grows `record` to `count` partitions.
+fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, brokers: &[BrokerInfo]) -> Result<()> {
+    let current = record.partitions.len() as i32;
+    if count <= current {
+        return Err(Error::InvalidPartitions(format!(
+            "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
+        )));
+    }
+    if count > limits::PARTITIONS_MAX {
+        return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
+    }
+    if brokers.is_empty() {
+        return Err(Error::InvalidReplicationFactor("no broker is registered".into()));
+    }
+    let added = match assignment {
+        Some(a) if a.len() as i32 != count - current => {
+            return Err(Error::InvalidReplicaAssignment(format!(
+                "{} assignments for {} new partitions",
+                a.len(),
+                count - current
+            )))
+        }
+        Some(a) => chosen(a, &brokers.iter().map(|b| b.id.0).collect(), current)?,
+        None => {
+            let start = TopicId::from_hex(&record.id).map_or(0, |id| id.0[0] as usize);
+            place(&rack_alternated(brokers), start, current, count)
+        }
+    };
+    record.partitions.extend(added);
+    Ok(())
+}
+
+/// Chooses each partition's leader among its live replicas; returns how many changed.
+pub fn elect_leaders(record: &mut TopicRecord, live: &BTreeSet<i32>) -> usize {
+    let mut changes = 0;
+    for p in &mut record.partitions {
+        let keep = p.leader >= 0 && live.contains(&p.leader);
+        if keep {
+            continue;
+        }
+        let next = p.replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
+        if next != p.leader {
+            p.leader = next;
+            p.epoch += 1;
+            changes += 1;
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(id: i32, rack: Option<&str>) -> BrokerInfo {
+        BrokerInfo { id: NodeId(id), host: "h".into(), port: 1, rack: rack.map(str::to_string) }
+    }
+
+    #[test]
+    fn racks_alternate() {
+        let brokers =
+            [broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b")), broker(4, Some("b")), broker(5, None)];
+        let order: Vec<i32> = rack_alternated(&brokers).iter().map(|n| n.0).collect();
+        assert_eq!(order, vec![5, 1, 3, 2, 4]);
+        let placed = place(&rack_alternated(&brokers), 1, 0, 6);
+        let leaders: Vec<i32> = placed.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![1, 3, 2, 4, 5, 1]);
+        assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.epoch == 0));
+    }
+
+    #[test]
+    fn leaders_follow_their_brokers_with_growing_epochs() {
+        let mut r = TopicRecord {
+            id: TopicId::NONE.to_hex(),
+            configs: BTreeMap::new(),
+            partitions: place(&[NodeId(1), NodeId(2)], 0, 0, 2),
+        };
+        assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 0);
+        assert_eq!(elect_leaders(&mut r, &[1].into()), 1, "broker 2 is gone");
+        assert_eq!((r.partitions[1].leader, r.partitions[1].epoch), (-1, 1));
+        assert_eq!(elect_leaders(&mut r, &[1].into()), 0, "still offline: no change");
+        assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 1, "broker 2 is back");
+        assert_eq!((r.partitions[1].leader, r.partitions[1].epoch), (2, 2));
+        assert_eq!((r.partitions[0].leader, r.partitions[0].epoch), (1, 0));
+    }
+
+    #[test]
+    fn records_and_requests_round_trip() {
+        let r = TopicRecord {
+            id: TopicId([7; 16]).to_hex(),
+            configs: [("retention.ms".to_string(), "5".to_string())].into(),
+            partitions: place(&[NodeId(3)], 0, 0, 2),
+        };
+        assert_eq!(TopicRecord::decode(&r.encode()).unwrap(), r);
+        let meta = r.to_meta("t", &TopicConfig::default()).unwrap();
+        assert_eq!((meta.partitions, meta.config.retention_ms), (2, 5));
+        assert_eq!(meta.assignments[1].leader, Some(NodeId(3)));
+        let mut q = ControllerRequest::CreatePartitions {
+            name: "t".into(),
+            count: 3,
+            assignment: Some(vec![vec![1]]),
+            retried: false,
+        };
+        assert_eq!(ControllerRequest::from_bytes(&q.to_bytes()).unwrap(), q);
+        q.mark_retried();
+        assert!(matches!(q, ControllerRequest::CreatePartitions { retried: true, .. }));
+        let change = ConfigChange {
+            replace: false,
+            set: [("a".to_string(), "1".to_string())].into(),
+            delete: vec!["b".to_string()],
+        };
+        let before: BTreeMap<String, String> =
+            [("b".to_string(), "2".to_string()), ("c".to_string(), "3".to_string())].into();
+        assert_eq!(
+            change.apply(&before),
+            [("a".to_string(), "1".to_string()), ("c".to_string(), "3".to_string())].into()
+        );
+        assert_eq!(ConfigChange { replace: true, ..change }.apply(&before).len(), 1);
+        let refused: ControllerReply = Err(Error::TopicAlreadyExists("t".into()));
+        assert_eq!(decode_reply(&encode_reply(&refused)), refused);
+        assert_eq!(decode_reply(&encode_reply(&Ok(42))), Ok(42));
+    }
+
+    #[test]
+    fn chosen_replicas_must_be_one_live_broker() {
+        let live: BTreeSet<i32> = [1, 2].into();
+        assert!(chosen(&[vec![1], vec![2]], &live, 0).is_ok());
+        assert!(matches!(chosen(&[vec![9]], &live, 0), Err(Error::InvalidReplicaAssignment(_))));
+        assert!(matches!(chosen(&[vec![1, 2]], &live, 0), Err(Error::InvalidReplicationFactor(_))));
+        let mut r = TopicRecord { id: TopicId::NONE.to_hex(), configs: BTreeMap::new(), partitions: vec![] };
+        let brokers = [broker(1, None)];
+        assert!(grow(&mut r, 0, None, &brokers).is_err());
+        grow(&mut r, 3, None, &brokers).unwrap();
+        assert_eq!(r.partitions.len(), 3);
+    }
+}

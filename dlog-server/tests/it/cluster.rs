@@ -1,0 +1,301 @@
+//! Three brokers in one process, each a full cluster member (its own Raft node, RPC
+//! listener and shards) on loopback: topics created at one node are placed across all
+//! three by the controller, every node answers Metadata for all of them, produce and
+//! fetch go to the leader (others say NOT_LEADER_OR_FOLLOWER), groups to their
+//! coordinator, and partitions follow their broker out and back in.
+
+use std::time::{Duration, Instant};
+
+use dlog_protocol::kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use dlog_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+use dlog_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use dlog_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use dlog_protocol::kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use dlog_protocol::kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    FindCoordinatorRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, MetadataResponse,
+    ProducerId,
+};
+use dlog_protocol::kafka_protocol::protocol::StrBytes;
+use dlog_protocol::records::Compression;
+use dlog_server::broker::Broker;
+use dlog_server::cli::client::Client;
+use dlog_server::config::{BrokerArgs, BrokerConfig};
+
+use super::{batch, create_topic, decode, fetch, produce, record, topic_name};
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const LEADER_NOT_AVAILABLE: i16 = 5;
+const NOT_COORDINATOR: i16 = 16;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Node {
+    _dir: tempfile::TempDir,
+    config: BrokerConfig,
+    broker: Option<Broker>,
+}
+
+impl Node {
+    fn addr(&self) -> String {
+        self.broker.as_ref().expect("running").local_addr.to_string()
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.addr()).unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown();
+        }
+    }
+}
+
+/// Starts `n` members at once (each waits for the others to form the group).
+fn cluster(n: i32) -> Vec<Node> {
+    let rpc: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let members: Vec<String> = (0..n).map(|i| format!("{}=127.0.0.1:{}", i + 1, rpc[i as usize])).collect();
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|i| {
+            let dir = tempfile::tempdir().unwrap();
+            let args = BrokerArgs {
+                node_id: Some(i + 1),
+                data_dir: Some(dir.path().to_path_buf()),
+                listen: Some(format!("127.0.0.1:{}", free_port())),
+                shards: Some(2),
+                rpc_listen: Some(format!("127.0.0.1:{}", rpc[i as usize])),
+                cluster_nodes: Some(members.join(",")),
+                ..Default::default()
+            };
+            Node { config: BrokerConfig::resolve(&args).unwrap(), _dir: dir, broker: None }
+        })
+        .collect();
+    let started: Vec<Broker> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            nodes.iter().map(|node| s.spawn(|| Broker::start(node.config.clone()).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (node, broker) in nodes.iter_mut().zip(started) {
+        node.broker = Some(broker);
+    }
+    nodes
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Each partition's (leader, epoch, error) in `m` for `topic`.
+fn leaders(m: &MetadataResponse, topic: &str) -> Vec<(i32, i32, i16)> {
+    let t = m.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic)).expect("topic listed");
+    let mut ps: Vec<_> =
+        t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch, p.error_code)).collect();
+    ps.sort();
+    ps.into_iter().map(|(_, l, e, c)| (l, e, c)).collect()
+}
+
+fn metadata(node: &Node, topic: &str) -> MetadataResponse {
+    node.client().metadata(Some(&[topic]), false).unwrap()
+}
+
+#[test]
+fn topics_spread_over_the_cluster_and_follow_their_brokers() {
+    let mut nodes = cluster(3);
+    // Every broker registers; every node lists all three.
+    for node in &nodes {
+        wait_until("three live brokers", Duration::from_secs(10), || {
+            let m = node.client().metadata(Some(&[]), false).ok()?;
+            (m.brokers.len() == 3).then_some(())
+        });
+    }
+
+    // Created at node 1, placed on all three; every node agrees at once (a forwarded
+    // change is visible on the forwarding node when it answers, and soon everywhere).
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("spread"))
+        .with_num_partitions(6)
+        .with_replication_factor(-1)]);
+    let created = nodes[0].client().call_any(ApiKey::CreateTopics, request).unwrap();
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+    let placed = leaders(&metadata(&nodes[0], "spread"), "spread");
+    let mut used: Vec<i32> = placed.iter().map(|p| p.0).collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used, vec![1, 2, 3], "partitions spread over every broker: {placed:?}");
+    for node in &nodes[1..] {
+        wait_until("the same placement everywhere", Duration::from_secs(5), || {
+            (leaders(&metadata(node, "spread"), "spread") == placed).then_some(())
+        });
+    }
+    assert_eq!(create_topic(&mut nodes[2].client(), "spread", 1, &[]), 36, "TOPIC_ALREADY_EXISTS from any node");
+
+    // Produce and fetch at each partition's leader; a non-leader refuses with 6.
+    for (p, (leader, _, _)) in placed.iter().enumerate() {
+        let p = p as i32;
+        let at = &nodes[(*leader - 1) as usize];
+        let mut records = [record("k", &format!("v{p}"), 1)];
+        let r = produce(&mut at.client(), "spread", p, batch(&mut records, Compression::None));
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "produce at leader {leader}");
+        let (code, hw, bytes) = fetch(&mut at.client(), "spread", p, 0, 0);
+        assert_eq!((code, hw), (0, 1));
+        assert_eq!(decode(&bytes)[0].2, format!("v{p}"));
+        let other = &nodes[(*leader % 3) as usize];
+        let mut records = [record("k", "misrouted", 1)];
+        let r = produce(&mut other.client(), "spread", p, batch(&mut records, Compression::None));
+        assert_eq!(r.responses[0].partition_responses[0].error_code, NOT_LEADER_OR_FOLLOWER);
+        assert_eq!(fetch(&mut other.client(), "spread", p, 0, 0).0, NOT_LEADER_OR_FOLLOWER);
+    }
+
+    // CreatePartitions at node 3, DeleteTopics at node 2: forwarded to the controller.
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name("spread")).with_count(9)]);
+    let r = nodes[2].client().call_any(ApiKey::CreatePartitions, grow).unwrap();
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+    assert_eq!(leaders(&metadata(&nodes[2], "spread"), "spread").len(), 9);
+    // ... and with the replica the client chose, which then takes records.
+    let grow =
+        CreatePartitionsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name("spread"))
+            .with_count(10)
+            .with_assignments(Some(vec![CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(2)])]))]);
+    let r = nodes[0].client().call_any(ApiKey::CreatePartitions, grow).unwrap();
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+    assert_eq!(leaders(&metadata(&nodes[0], "spread"), "spread")[9], (2, 0, 0));
+    let mut records = [record("k", "new", 1)];
+    let r = produce(&mut nodes[1].client(), "spread", 9, batch(&mut records, Compression::None));
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+    // Config changes through different nodes each change only their keys: the second
+    // node's image may not show the first change yet, and must not undo it.
+    let alter = |node: &Node, key: &'static str, value: &'static str| {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("spread"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str(key))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str(value)))])]);
+        let r = node.client().call_any(ApiKey::IncrementalAlterConfigs, request).unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+    };
+    alter(&nodes[0], "retention.ms", "123456");
+    alter(&nodes[1], "segment.ms", "654321");
+    for node in &nodes {
+        wait_until("both config changes everywhere", Duration::from_secs(5), || {
+            let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("spread"))
+                .with_configuration_keys(None)]);
+            let r = node.client().call_any(ApiKey::DescribeConfigs, request).unwrap();
+            let value = |k: &str| {
+                r.results[0]
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == k)
+                    .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+            };
+            (value("retention.ms").as_deref() == Some("123456") && value("segment.ms").as_deref() == Some("654321"))
+                .then_some(())
+        });
+    }
+    assert_eq!(create_topic(&mut nodes[1].client(), "doomed", 3, &[]), 0);
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name("doomed")))]);
+    let r = nodes[1].client().call_any(ApiKey::DeleteTopics, delete).unwrap();
+    assert_eq!(r.responses[0].error_code, 0);
+    for node in &nodes {
+        wait_until("the deleted topic gone everywhere", Duration::from_secs(5), || {
+            let m = metadata(node, "doomed");
+            (m.topics[0].error_code == 3).then_some(())
+        });
+    }
+
+    // Producer ids are unique across the cluster.
+    let ids: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            let r = n.client().call_any(ApiKey::InitProducerId, request).unwrap();
+            assert_eq!(r.error_code, 0);
+            r.producer_id.0
+        })
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "producer ids {ids:?}");
+
+    // A group has one coordinator, whichever node is asked; the others refuse its
+    // group requests with NOT_COORDINATOR.
+    let find = |n: &Node| {
+        let r = n
+            .client()
+            .call_version(FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g1")), 3)
+            .unwrap();
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        r.node_id.0
+    };
+    let coordinator = find(&nodes[0]);
+    assert!(nodes.iter().all(|n| find(n) == coordinator));
+    let not_it = &nodes[(coordinator % 3) as usize];
+    let join = JoinGroupRequest::default()
+        .with_group_id(StrBytes::from_static_str("g1").into())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"));
+    assert_eq!(not_it.client().call_version(join, 5).unwrap().error_code, NOT_COORDINATOR);
+
+    // Broker 3 stops: once its registration expires its partitions go offline (leader
+    // -1, LEADER_NOT_AVAILABLE, epoch bumped); when it returns they come back to it.
+    let before = leaders(&metadata(&nodes[0], "spread"), "spread");
+    nodes[2].broker.take().unwrap().shutdown();
+    let offline = wait_until("broker 3's partitions offline", Duration::from_secs(15), || {
+        let m = metadata(&nodes[0], "spread");
+        let now = leaders(&m, "spread");
+        (m.brokers.len() == 2 && now.iter().all(|p| p.0 != 3)).then_some(now)
+    });
+    for (b, a) in before.iter().zip(&offline) {
+        if b.0 == 3 {
+            assert_eq!(*a, (-1, b.1 + 1, LEADER_NOT_AVAILABLE));
+        } else {
+            assert_eq!(a, b, "partitions of live brokers are untouched");
+        }
+    }
+    let back = Broker::start(nodes[2].config.clone()).unwrap();
+    nodes[2].broker = Some(back);
+    let restored = wait_until("broker 3's partitions back", Duration::from_secs(15), || {
+        let now = leaders(&metadata(&nodes[0], "spread"), "spread");
+        now.iter().all(|p| p.0 > 0).then_some(now)
+    });
+    for (b, a) in before.iter().zip(&restored) {
+        let bumps = if b.0 == 3 { 2 } else { 0 };
+        assert_eq!(*a, (b.0, b.1 + bumps, 0));
+    }
+    // Its data survived, and it serves it again at the new epoch.
+    let p = before.iter().position(|p| p.0 == 3).unwrap() as i32;
+    let (code, hw, _) = wait_until("broker 3 serving again", Duration::from_secs(10), || {
+        let r = fetch(&mut nodes[2].client(), "spread", p, 0, 0);
+        (r.0 == 0).then_some(r)
+    });
+    assert_eq!((code, hw), (0, 1));
+    drop(nodes);
+}
