@@ -254,18 +254,29 @@ impl Cluster {
 
     /// Waits (at most `timeout`) until this node's topic image reflects everything
     /// committed now, so that a restarted member does not serve an empty topic list.
+    /// Blocks: call it off every runtime.
     pub fn wait_for_image(&self, timeout: Duration) {
+        if !self.handle.block_on(self.caught_up(timeout)) {
+            tracing::warn!(?timeout, "serving before this node caught up with the topic metadata");
+        }
+    }
+
+    /// Waits (at most `timeout`) until this node's topic image reflects everything
+    /// committed now: after a refusal that names the cluster's state (the topic exists),
+    /// the caller then sees that state here too. Whether it caught up.
+    pub async fn catch_up(&self, timeout: Duration) -> bool {
+        self.handle.spawn(self.caught_up(timeout)).await.unwrap_or(false)
+    }
+
+    fn caught_up(&self, timeout: Duration) -> impl std::future::Future<Output = bool> + Send + 'static {
         let store = self.store.clone();
         let mut applied = self.image_applied.subscribe();
-        let caught_up = self.handle.block_on(async move {
-            tokio::time::timeout(timeout, async move {
+        async move {
+            let caught_up = tokio::time::timeout(timeout, async move {
                 let index = store.sync().await.ok().flatten().unwrap_or(0);
                 applied.wait_for(|&a| a >= index).await.is_ok()
-            })
-            .await
-        });
-        if !matches!(caught_up, Ok(true)) {
-            tracing::warn!(?timeout, "serving before this node caught up with the topic metadata");
+            });
+            matches!(caught_up.await, Ok(true))
         }
     }
 
@@ -594,10 +605,22 @@ async fn register(store: Arc<RaftStore>, info: BrokerInfo) {
                 continue;
             }
         };
-        if let Err(e) = store.put(&broker_key(info.id), encode_broker(&info), PutOptions::ephemeral(session)).await {
-            tracing::warn!(error = %e, "cannot register the broker; retrying");
+        // Never over another live registration: a second broker started with this node
+        // id waits (saying so) instead of taking the id over. After a crash the
+        // previous run's registration holds the key until its session expires.
+        let options = PutOptions { expected: ExpectedVersion::NotExists, ..PutOptions::ephemeral(session) };
+        if let Err(e) = store.put(&broker_key(info.id), encode_broker(&info), options).await {
+            if let MetadataError::UnexpectedVersion { .. } = e {
+                let holder = store.get(&broker_key(info.id), Comparison::Equal).await.ok().flatten();
+                let holder = holder.and_then(|h| decode_broker(&h.key, &h.value));
+                tracing::warn!(broker = %info.id, holder = ?holder,
+                    "node id already registered by a live broker (a duplicate --node-id, or this node's \
+                     previous run until its session expires); waiting");
+            } else {
+                tracing::warn!(error = %e, "cannot register the broker; retrying");
+            }
             let _ = store.close_session(session).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
         tracing::info!(broker = %info.id, session = session.0, "broker registered");

@@ -197,6 +197,15 @@ def test_a_node_with_another_member_list_or_cluster_refuses_to_start(cluster3):
     id_file.write_text(own)
     n3.start()
     wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 15, "node 3 to register again", 0.2)
+
+    # a second process claiming node id 3 (its own data directory and Kafka port): the
+    # member list puts node 3's RPC at an address the running node 3 holds
+    (n3.workdir / "dup").mkdir()
+    dup = Node(3, n3.workdir / "dup", n3.members, free_port(), n3.rpc_port)
+    dup.spawn()
+    assert dup.proc.wait(60) != 0, "a duplicate node id must not start"
+    assert "cannot bind" in dup.log_path.read_text(), dup.log_path.read_text()[-2000:]
+    assert len(describe(nodes[1])["brokers"]) == 3
     ids = {describe(n)["cluster_id"] for n in nodes.values()}
     assert len(ids) == 1, f"the nodes report different cluster ids: {ids}"
 

@@ -21,10 +21,9 @@
 //!
 //! - **elections**: every node's status is observed at each change. A node's term
 //!   never goes back, even across a crash (its vote is durable). Two nodes leading the
-//!   same term fail the run if openraft elects one leader per term
-//!   (`one_leader_per_term`): Raft's Election Safety. openraft 0.9's default leader
-//!   ids are (term, node id), under which two leaders of one term are allowed and
-//!   safe; the runs count them;
+//!   same term fail the run: Raft's Election Safety. The workspace builds openraft with
+//!   `single-term-leader` (standard Raft terms; its default leader ids are (term, node
+//!   id), under which two leaders of one term are allowed), which the test asserts;
 //! - **linearizable reads and writes**: the history of each key, final reads after the
 //!   heal included, has a linearization (`linearizable`); operations that timed out or
 //!   whose node crashed count as of unknown outcome;
@@ -887,6 +886,7 @@ impl Summary {
 
 #[test]
 fn simulated_seeds_keep_raft_safe() {
+    assert!(one_leader_per_term(), "openraft must be built with single-term-leader (one leader per term)");
     if let Some(seed) = env_u64("DLOG_SIM_SEED") {
         eprintln!("replaying seed {seed}: {:?}", Plan::of(seed, Bugs::default()));
         let outcome = run_seed(seed, Bugs::default());

@@ -19,6 +19,12 @@ async fn forward(shard: &Rc<Shard>, name: &str, request: ControllerRequest) -> O
     let cluster = shard.shared.cluster.as_ref()?;
     Some(match cluster.forward(request).await {
         Ok(()) => shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string())),
+        Err(e @ Error::TopicAlreadyExists(_)) => {
+            // Created elsewhere, perhaps not yet in this node's image: the caller (an
+            // auto-create racing another) looks it up next.
+            cluster.catch_up(std::time::Duration::from_secs(5)).await;
+            Err(e)
+        }
         Err(e) => Err(e),
     })
 }
@@ -105,6 +111,10 @@ pub async fn grow(
 /// Deletes a topic: registry first (so no new request finds it), then the logs.
 pub async fn delete(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta> {
     if let Some(cluster) = &shard.shared.cluster {
+        if shard.shared.topic(name).is_none() {
+            // Perhaps created through another node a moment ago.
+            cluster.catch_up(std::time::Duration::from_secs(5)).await;
+        }
         let meta = shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
         cluster.forward(ControllerRequest::DeleteTopic { name: name.to_string(), retried: false }).await?;
         return Ok(meta);

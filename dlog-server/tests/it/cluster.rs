@@ -178,6 +178,10 @@ fn topics_spread_over_the_cluster_and_follow_their_brokers() {
     let r = nodes[0].client().call_any(ApiKey::CreatePartitions, grow).unwrap();
     assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
     assert_eq!(leaders(&metadata(&nodes[0], "spread"), "spread")[9], (2, 0, 0));
+    // Node 2 learns of it by following the store (it was forwarded through node 1).
+    wait_until("node 2 to show the new partition", Duration::from_secs(5), || {
+        (leaders(&metadata(&nodes[1], "spread"), "spread").len() == 10).then_some(())
+    });
     let mut records = [record("k", "new", 1)];
     let r = produce(&mut nodes[1].client(), "spread", 9, batch(&mut records, Compression::None));
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
