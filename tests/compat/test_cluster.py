@@ -379,3 +379,26 @@ def test_adding_and_removing_a_node(cluster3, tmp_path):
     survivor = nodes[1 if old != 1 else 2]
     wait_for(lambda: describe(survivor)["controller_id"] not in (old, -1, 4), 5, "a new controller")
     assert time.monotonic() - t0 < 1.5
+
+
+def test_a_first_start_waits_for_every_member_and_says_whom_for(tmp_path):
+    """At the first start a member waits (and keeps saying for whom) until every member
+    of --cluster-nodes answers; then the group forms."""
+    ids = [1, 2, 3]
+    rpc = {i: free_port() for i in ids}
+    members = ",".join(f"{i}=127.0.0.1:{rpc[i]}" for i in ids)
+    nodes = {i: Node(i, tmp_path, members, free_port(), rpc[i]) for i in ids}
+    try:
+        nodes[1].spawn()
+        wait_for(lambda: "waiting to form the metadata group" in nodes[1].log_path.read_text(), 15,
+                 "node 1 to say it waits", 0.2)
+        log = nodes[1].log_path.read_text()
+        assert "NodeId(2)" in log and "NodeId(3)" in log, log[-2000:]
+        assert nodes[1].proc.poll() is None, "a member must wait for the others, not exit"
+        for i in (2, 3):
+            nodes[i].spawn()
+        for n in nodes.values():
+            n.wait_listening()
+        wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the group to form", 0.2)
+    finally:
+        stop_cluster(nodes)
