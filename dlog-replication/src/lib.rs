@@ -13,16 +13,20 @@
 //! - [`recovery`]: a new leader sealing its epoch and choosing whom to catch up from
 //!   (Raft's up-to-date rule over R answers); a replica refusing older epochs; where a
 //!   follower truncates.
+//! - [`follower`]: a follower's answer to each push (append, skip what it holds, ask
+//!   for a resend, reconcile at a new epoch, refuse an older leader).
 //!
-//! Not yet: the push/fetch protocol between replicas, copyset placement, and the
+//! Not yet: the leader's push scheduling, the epoch-opening control batch, copyset placement, and the
 //! server's use of any of it (a cluster's partitions have one replica today).
 //!
 //! Boundary: this crate never sees Kafka wire types.
 
+pub mod follower;
 pub mod leader;
 pub mod quorum;
 pub mod recovery;
 
+pub use follower::{Follower, Push, PushAnswer};
 pub use leader::{AckError, Leader};
 pub use quorum::{quorum_offset, QuorumError, Quorums};
 pub use recovery::{truncation_point, FencedEpoch, LogPosition, Recovery, RecoveryPlan, Replica};

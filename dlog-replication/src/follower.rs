@@ -1,0 +1,167 @@
+//! A follower of one partition: what it does with each push from a leader.
+//!
+//! Within one epoch the leader's log only grows, and a follower that has reconciled
+//! with that leader holds a prefix of it, so a push that overlaps what the follower
+//! holds carries the same records and the overlap is skipped. At the first push of a
+//! new epoch the follower first reconciles: it asks the leader where its own last epoch
+//! ends (OffsetForLeaderEpoch) and truncates a divergent tail ([`truncation_point`]).
+//!
+//! Invariants (asserted): the log end only goes back by reconciling; the high
+//! watermark never passes the log end and never goes back.
+//!
+//! [`truncation_point`]: crate::recovery::truncation_point
+
+use dlog_core::{LeaderEpoch, Offset};
+
+use crate::recovery::{FencedEpoch, Replica};
+
+/// Records pushed by the leader of `epoch`: `count` of them from offset `base`, with the
+/// leader's high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Push {
+    pub epoch: LeaderEpoch,
+    pub base: Offset,
+    pub count: i64,
+    pub high_watermark: Offset,
+}
+
+/// What the follower does with a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushAnswer {
+    /// Append the records after skipping the first `skip` (already held), then report
+    /// [`Follower::appended`].
+    Append { skip: i64 },
+    /// Everything pushed is already held: acknowledge the log end again.
+    Held { log_end: Offset },
+    /// The push starts past this log's end: the leader resends from `from`.
+    Gap { from: Offset },
+    /// A new epoch: reconcile first (ask where `last_epoch` ends in the leader's log,
+    /// truncate, report [`Follower::reconciled`]); the push is dropped.
+    Reconcile { last_epoch: LeaderEpoch },
+    /// From a leader older than this replica's seal: refused.
+    Fenced(FencedEpoch),
+}
+
+#[derive(Debug, Clone)]
+pub struct Follower {
+    replica: Replica,
+    /// The epoch whose leader this follower has reconciled with.
+    following: Option<LeaderEpoch>,
+    log_end: Offset,
+    last_epoch: LeaderEpoch,
+    high_watermark: Offset,
+}
+
+impl Follower {
+    /// A follower whose log ends at `log_end`, its last record of `last_epoch`.
+    pub fn new(replica: Replica, log_end: Offset, last_epoch: LeaderEpoch, high_watermark: Offset) -> Follower {
+        assert!(high_watermark <= log_end, "high watermark past the log end");
+        Follower { replica, following: None, log_end, last_epoch, high_watermark }
+    }
+
+    pub fn log_end(&self) -> Offset {
+        self.log_end
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+
+    pub fn replica(&self) -> Replica {
+        self.replica
+    }
+
+    /// Seals `epoch` at this replica (a new leader recovering it): older leaders'
+    /// pushes are refused from now on.
+    pub fn seal(&mut self, epoch: LeaderEpoch) -> Result<(), FencedEpoch> {
+        self.replica.seal(epoch)
+    }
+
+    pub fn on_push(&mut self, push: Push) -> PushAnswer {
+        if let Err(fenced) = self.replica.accepts(push.epoch) {
+            return PushAnswer::Fenced(fenced);
+        }
+        if self.following != Some(push.epoch) {
+            return PushAnswer::Reconcile { last_epoch: self.last_epoch };
+        }
+        self.advance_high_watermark(push.high_watermark);
+        let end = push.base.plus(push.count);
+        if push.base > self.log_end {
+            PushAnswer::Gap { from: self.log_end }
+        } else if end <= self.log_end {
+            PushAnswer::Held { log_end: self.log_end }
+        } else {
+            PushAnswer::Append { skip: self.log_end.0 - push.base.0 }
+        }
+    }
+
+    /// The pushed records of `epoch` were appended: the log now ends at `log_end`.
+    pub fn appended(&mut self, epoch: LeaderEpoch, log_end: Offset) {
+        assert_eq!(self.following, Some(epoch), "appended for an epoch not followed");
+        assert!(log_end >= self.log_end, "an append moved the log end back");
+        if log_end > self.log_end {
+            self.last_epoch = epoch;
+        }
+        self.log_end = log_end;
+    }
+
+    /// Reconciled with the leader of `epoch`: the log was truncated to `log_end` (its
+    /// last record now of `last_epoch`).
+    pub fn reconciled(&mut self, epoch: LeaderEpoch, log_end: Offset, last_epoch: LeaderEpoch) {
+        assert!(log_end <= self.log_end, "reconciling only truncates");
+        assert!(self.high_watermark <= log_end, "truncated below the high watermark: a committed record lost");
+        self.following = Some(epoch);
+        self.log_end = log_end;
+        self.last_epoch = last_epoch;
+    }
+
+    fn advance_high_watermark(&mut self, leader_hw: Offset) {
+        let hw = leader_hw.min(self.log_end);
+        if hw > self.high_watermark {
+            self.high_watermark = hw;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(epoch: i32, base: i64, count: i64, hw: i64) -> Push {
+        Push { epoch: LeaderEpoch(epoch), base: Offset(base), count, high_watermark: Offset(hw) }
+    }
+
+    #[test]
+    fn a_new_epoch_is_reconciled_before_anything_is_appended() {
+        let mut f = Follower::new(Replica::new(LeaderEpoch(1)), Offset(10), LeaderEpoch(1), Offset(8));
+        assert_eq!(f.on_push(push(2, 10, 3, 10)), PushAnswer::Reconcile { last_epoch: LeaderEpoch(1) });
+        // The leader of epoch 2 says epoch 1 ended at 9: our record 9 diverged.
+        f.reconciled(LeaderEpoch(2), crate::truncation_point(f.log_end(), (LeaderEpoch(1), Offset(9))), LeaderEpoch(1));
+        assert_eq!(f.log_end(), Offset(9));
+        assert_eq!(f.on_push(push(2, 9, 4, 11)), PushAnswer::Append { skip: 0 });
+        f.appended(LeaderEpoch(2), Offset(13));
+        assert_eq!(f.high_watermark(), Offset(9), "capped by the log end before the append");
+        assert_eq!(f.on_push(push(2, 13, 1, 12)), PushAnswer::Append { skip: 0 });
+        assert_eq!(f.high_watermark(), Offset(12));
+    }
+
+    #[test]
+    fn resends_gaps_and_old_leaders() {
+        let mut f = Follower::new(Replica::new(LeaderEpoch(3)), Offset(5), LeaderEpoch(3), Offset(5));
+        f.reconciled(LeaderEpoch(3), Offset(5), LeaderEpoch(3));
+        assert_eq!(f.on_push(push(3, 2, 2, 5)), PushAnswer::Held { log_end: Offset(5) });
+        assert_eq!(f.on_push(push(3, 3, 4, 5)), PushAnswer::Append { skip: 2 });
+        f.appended(LeaderEpoch(3), Offset(7));
+        assert_eq!(f.on_push(push(3, 9, 1, 5)), PushAnswer::Gap { from: Offset(7) });
+        f.seal(LeaderEpoch(4)).unwrap();
+        assert!(matches!(f.on_push(push(3, 7, 1, 7)), PushAnswer::Fenced(_)));
+        assert_eq!(f.high_watermark(), Offset(5));
+    }
+
+    #[test]
+    #[should_panic(expected = "committed record lost")]
+    fn truncating_below_the_high_watermark_is_a_bug() {
+        let mut f = Follower::new(Replica::default(), Offset(10), LeaderEpoch(0), Offset(8));
+        f.reconciled(LeaderEpoch(1), Offset(7), LeaderEpoch(0));
+    }
+}
