@@ -25,7 +25,7 @@ use bytes::Bytes;
 use dlog_consensus::raft::network::{RaftRequest, RaftResponse};
 use dlog_consensus::{
     Comparison, ExpectedVersion, MetadataError, MetadataStore, PutOptions, RaftStatus, RaftStore, RaftStoreConfig,
-    RpcHandler, SystemClock, Transport, TransportError,
+    RpcHandler, SessionId, SystemClock, Transport, TransportError,
 };
 use dlog_core::{Error, NodeId};
 
@@ -153,6 +153,9 @@ pub struct Cluster {
     controller: Arc<Controller>,
     /// The Raft index this node's topic image (and partitions) reflect.
     image_applied: tokio::sync::watch::Sender<u64>,
+    /// The session holding this broker's registration, while registered.
+    registration: Arc<std::sync::Mutex<Option<SessionId>>>,
+    registering: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
@@ -210,7 +213,8 @@ impl Cluster {
             }
         };
         let info = BrokerInfo { id: me, host: advertised.0, port: advertised.1, rack: cluster.rack.clone() };
-        runtime.spawn(register(store.clone(), info));
+        let registration = Arc::new(std::sync::Mutex::new(None));
+        let registering = runtime.spawn(register(store.clone(), info, registration.clone()));
         tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), cluster_id,
             "cluster member started");
         let controller = Arc::new(Controller {
@@ -227,6 +231,8 @@ impl Cluster {
             peers,
             controller,
             image_applied: tokio::sync::watch::channel(0).0,
+            registration,
+            registering,
         };
         Ok((c, cluster_id))
     }
@@ -400,7 +406,17 @@ impl Cluster {
         let Some(runtime) = self.runtime.lock().expect("cluster runtime lock").take() else { return };
         let store = self.store.clone();
         let server = self.server.lock().expect("cluster server lock").take();
+        // Deregister first: the controller moves this broker's partitions at once
+        // rather than a session timeout later.
+        self.registering.abort();
+        let session = self.registration.lock().expect("registration lock").take();
         runtime.block_on(async move {
+            if let Some(session) = session {
+                let closed = tokio::time::timeout(Duration::from_secs(2), store.close_session(session)).await;
+                if !matches!(closed, Ok(Ok(()))) {
+                    tracing::warn!("could not deregister; the registration expires with its session");
+                }
+            }
             store.shutdown().await;
             if let Some(s) = server {
                 s.stop().await;
@@ -594,7 +610,7 @@ async fn join(
 
 /// Keeps this broker registered: an ephemeral key in a session kept alive; a lost
 /// session registers again.
-async fn register(store: Arc<RaftStore>, info: BrokerInfo) {
+async fn register(store: Arc<RaftStore>, info: BrokerInfo, registered: Arc<std::sync::Mutex<Option<SessionId>>>) {
     let store_dyn: Arc<dyn MetadataStore> = store.clone();
     loop {
         let session = match store.create_session(BROKER_SESSION, &format!("broker-{}", info.id.0)).await {
@@ -624,7 +640,9 @@ async fn register(store: Arc<RaftStore>, info: BrokerInfo) {
             continue;
         }
         tracing::info!(broker = %info.id, session = session.0, "broker registered");
+        *registered.lock().expect("registration lock") = Some(session);
         let lost = dlog_consensus::spawn_keep_alive(store_dyn.clone(), session, KEEP_ALIVE_EVERY).await;
+        registered.lock().expect("registration lock").take();
         match lost {
             Ok(e) => tracing::warn!(error = %e, "broker session lost; registering again"),
             Err(_) => return, // runtime shutting down
