@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dlog_consensus::{Comparison, ExpectedVersion, MetadataError, MetadataStore, PutOptions, RaftStore, VersionId};
-use dlog_core::{limits, Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
+use dlog_core::{Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::BrokerInfo;
-use crate::topics::{validate_topic_name, Assignment, TopicMeta};
+use crate::topics::{check_growth, check_new_topic, Assignment, TopicMeta};
 
 /// Topic records: `/topics/<name>` = a JSON [`TopicRecord`].
 pub const TOPICS_PREFIX: &str = "/topics/";
@@ -344,13 +344,7 @@ impl Controller {
         configs: BTreeMap<String, String>,
         assignment: Option<Vec<Vec<i32>>>,
     ) -> Result<()> {
-        validate_topic_name(name)?;
-        if !(1..=limits::PARTITIONS_MAX).contains(&partitions) {
-            return Err(Error::InvalidPartitions(format!(
-                "number of partitions must be between 1 and {}, got {partitions}",
-                limits::PARTITIONS_MAX
-            )));
-        }
+        check_new_topic(name, partitions)?;
         self.defaults.with_overrides(&configs)?;
         let brokers = self.live_brokers();
         if brokers.is_empty() {
@@ -544,14 +538,7 @@ impl Controller {
 /// Grows `record` to `count` partitions.
 fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, brokers: &[BrokerInfo]) -> Result<()> {
     let current = record.partitions.len() as i32;
-    if count <= current {
-        return Err(Error::InvalidPartitions(format!(
-            "topic currently has {current} partitions, which is higher than or equal to the requested {count}"
-        )));
-    }
-    if count > limits::PARTITIONS_MAX {
-        return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
-    }
+    check_growth(current, count)?;
     if brokers.is_empty() {
         return Err(Error::InvalidReplicationFactor("no broker is registered".into()));
     }

@@ -102,6 +102,32 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a new topic's name and partition count (its configs are checked against
+/// the defaults they override). Shared by a single node's registry and the controller.
+pub fn check_new_topic(name: &str, partitions: i32) -> Result<()> {
+    validate_topic_name(name)?;
+    if !(1..=limits::PARTITIONS_MAX).contains(&partitions) {
+        return Err(Error::InvalidPartitions(format!(
+            "number of partitions must be between 1 and {}, got {partitions}",
+            limits::PARTITIONS_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Checks growing a topic from `current` to `requested` partitions.
+pub fn check_growth(current: i32, requested: i32) -> Result<()> {
+    if requested <= current {
+        return Err(Error::InvalidPartitions(format!(
+            "topic currently has {current} partitions, which is higher than or equal to the requested {requested}"
+        )));
+    }
+    if requested > limits::PARTITIONS_MAX {
+        return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
+    }
+    Ok(())
+}
+
 impl TopicRegistry {
     /// An empty image for a cluster member, filled by [`TopicRegistry::replace`].
     pub fn image(node: NodeId, defaults: TopicConfig) -> TopicRegistry {
@@ -178,15 +204,9 @@ impl TopicRegistry {
         partitions: i32,
         overrides: &BTreeMap<String, String>,
     ) -> Result<TopicConfig> {
-        validate_topic_name(name)?;
+        check_new_topic(name, partitions)?;
         if self.topics.contains_key(name) {
             return Err(Error::TopicAlreadyExists(name.to_string()));
-        }
-        if !(1..=limits::PARTITIONS_MAX).contains(&partitions) {
-            return Err(Error::InvalidPartitions(format!(
-                "number of partitions must be between 1 and {}, got {partitions}",
-                limits::PARTITIONS_MAX
-            )));
         }
         Ok(self.defaults.with_overrides(overrides)?)
     }
@@ -206,15 +226,7 @@ impl TopicRegistry {
     /// Grows a topic to `partitions`.
     pub fn set_partitions(&mut self, name: &str, partitions: i32, validate_only: bool) -> Result<TopicMeta> {
         let mut meta = self.get(name).cloned().ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
-        if partitions <= meta.partitions {
-            return Err(Error::InvalidPartitions(format!(
-                "topic currently has {} partitions, which is higher than or equal to the requested {partitions}",
-                meta.partitions
-            )));
-        }
-        if partitions > limits::PARTITIONS_MAX {
-            return Err(Error::InvalidPartitions(format!("at most {} partitions", limits::PARTITIONS_MAX)));
-        }
+        check_growth(meta.partitions, partitions)?;
         meta.partitions = partitions;
         meta.assignments = local_assignments(self.node, partitions);
         if !validate_only {

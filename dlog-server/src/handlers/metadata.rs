@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use dlog_protocol::errors::error_code;
+use dlog_protocol::errors::{error_code, ResponseError};
 use dlog_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -117,7 +117,7 @@ fn describe(meta: &TopicMeta) -> MetadataResponseTopic {
             match a.leader {
                 Some(l) => partition.with_leader_id(BrokerId(l.0)).with_isr_nodes(vec![BrokerId(l.0)]),
                 None => partition
-                    .with_error_code(error_code(&dlog_core::Error::LeaderNotAvailable(String::new())))
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
                     .with_offline_replicas(replicas),
             }
