@@ -8,9 +8,13 @@
 //! list of APIs the broker answers; ApiVersions reports exactly it, and a request for
 //! anything else is refused before any handler runs.
 //!
+//! [`control::leader_change_batch`] builds the control batch a new leader appends to
+//! open its epoch.
+//!
 //! Storage and consensus never see these types: the server's handlers translate.
 
 pub mod codec;
+pub mod control;
 pub mod errors;
 pub mod frame;
 pub mod records;

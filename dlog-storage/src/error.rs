@@ -2,7 +2,7 @@
 
 use crate::batch::BatchError;
 use crate::producer_state::ProducerError;
-use dlog_core::Offset;
+use dlog_core::{LeaderEpoch, Offset};
 use std::path::PathBuf;
 
 /// What can go wrong in a [`crate::PartitionLog`].
@@ -23,6 +23,16 @@ pub enum StorageError {
     /// An idempotent producer's batch refused by its epoch or sequence.
     #[error("{0}")]
     Producer(#[from] ProducerError),
+    /// Batches of a leader epoch older than the newest in the log: their leader was
+    /// replaced, and appending them would fork the log.
+    #[error("leader epoch {epoch} is older than the log's latest leader epoch {latest}")]
+    StaleLeaderEpoch { epoch: LeaderEpoch, latest: LeaderEpoch },
+    /// A negative leader epoch (Kafka's "none") where a leader's epoch must be.
+    #[error("leader epoch {0} is not a leader's epoch")]
+    InvalidLeaderEpoch(LeaderEpoch),
+    /// Replicated batches that do not start at the log end, or do not follow each other.
+    #[error("replicated batch starts at offset {got} where {expected} was expected")]
+    NonContiguous { expected: Offset, got: Offset },
     #[error("corrupt log in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
     /// A write failed and could not be undone: the files no longer match what the log
@@ -52,6 +62,9 @@ impl From<StorageError> for dlog_core::Error {
             }
             StorageError::Producer(p @ ProducerError::OutOfOrder { .. }) => {
                 dlog_core::Error::OutOfOrderSequence(p.to_string())
+            }
+            StorageError::StaleLeaderEpoch { epoch, latest } => {
+                dlog_core::Error::FencedLeaderEpoch { client: epoch.0, current: latest.0 }
             }
             other => dlog_core::Error::Storage(other.to_string()),
         }

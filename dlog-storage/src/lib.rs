@@ -4,7 +4,9 @@
 //! This crate knows the RecordBatch v2 *header* and nothing else of Kafka: it never
 //! decodes records and never sees wire types. The broker validates what producers send
 //! with [`validate_batches`], hands the bytes to [`PartitionLog::append`] and serves
-//! fetches with [`PartitionLog::read`], which returns whole batches as stored.
+//! fetches with [`PartitionLog::read`], which returns whole batches as stored. A
+//! leader's `append` assigns offsets and stamps its epoch; a follower stores the
+//! leader's batches unchanged with [`PartitionLog::append_replicated`].
 //!
 //! # Main types
 //!
@@ -13,6 +15,8 @@
 //! - [`BatchHeader`], [`validate_batches`], [`BatchError`]: the batch format.
 //! - [`ProducerStateMap`], [`ProducerError`]: idempotent producers' epochs and
 //!   sequences, checked by `append` (a retried batch is answered, not appended).
+//! - [`EpochCache`]: where each leader epoch starts in the log (Kafka's leader-epoch
+//!   checkpoint), for OffsetForLeaderEpoch and a follower's truncation.
 //! - [`FlushJob`]: a group-commit fsync that runs off the owning thread.
 //! - [`StorageError`]: everything that can fail, convertible to [`dlog_core::Error`].
 //! - [`testing`]: builders of valid batches for tests here and in the crates above.
@@ -48,6 +52,8 @@
 //! marker. Checkpoints are replaced atomically (write, fsync, rename, fsync dir).
 //! Idempotent producers' state ([`producer_state`]) is snapshotted to
 //! `<offset>.producer-snapshot` files, the same way, at every roll and clean close.
+//! The leader-epoch cache ([`epochs`]) is the `leader-epochs` file, replaced the same
+//! way whenever it changes, and rebuilt from the batch headers if missing or damaged.
 //!
 //! # Durability and recovery
 //!
@@ -73,6 +79,7 @@
 
 pub mod batch;
 mod checkpoint;
+pub mod epochs;
 pub mod error;
 pub mod log;
 pub mod producer_state;
@@ -81,6 +88,7 @@ pub mod testing;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
 pub use checkpoint::replace as replace_file_atomically;
+pub use epochs::{EpochCache, EpochEntry};
 pub use error::StorageError;
 pub use log::{AppendInfo, FlushJob, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};
 pub use producer_state::{ProducerError, ProducerStateMap};

@@ -3,6 +3,7 @@
 
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::checkpoint::{self, Fields};
+use crate::epochs::{self, EpochCache};
 use crate::error::{Result, StorageError};
 use crate::producer_state::{self, BatchMeta, PendingProducers, ProducerStateMap, SequenceCheck};
 use crate::segment::{self, parse_segment_name, Segment, SegmentIndex, LOG_SUFFIX};
@@ -55,6 +56,9 @@ pub struct RecoveryReport {
     /// Batch headers read to rebuild the producer state past its newest snapshot: 0
     /// after a clean close, at most the active segment's batches otherwise.
     pub producer_batches_replayed: u64,
+    /// Batch headers read to rebuild the leader-epoch cache: 0 unless its file was
+    /// missing or damaged (then every segment is read).
+    pub epoch_batches_scanned: u64,
 }
 
 /// What [`PartitionLog::apply_retention`] deleted.
@@ -157,6 +161,8 @@ pub struct PartitionLog {
     lazy_index_rebuilds: Cell<usize>,
     /// Idempotent producers' epochs and last batches (see `producer_state`).
     producers: ProducerStateMap,
+    /// Where each leader epoch starts; entries lie in `[log_start_offset, next_offset]`.
+    epochs: EpochCache,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -207,6 +213,7 @@ impl PartitionLog {
             report: RecoveryReport::default(),
             lazy_index_rebuilds: Cell::new(0),
             producers: ProducerStateMap::default(),
+            epochs: EpochCache::default(),
         };
 
         if bases.is_empty() {
@@ -234,6 +241,7 @@ impl PartitionLog {
         // bounded, and producers seen only earlier count as unknown.
         let active_base = log.active().base;
         log.report.producer_batches_replayed = log.load_producer_state(active_base)?;
+        log.report.epoch_batches_scanned = log.load_epochs()?;
         log.report.segments = log.segments.len();
         log.check_invariants();
         tracing::info!(
@@ -243,6 +251,7 @@ impl PartitionLog {
             log_end_offset = %log.next_offset,
             bytes_scanned = log.report.bytes_scanned,
             producers = log.producers.len(),
+            latest_epoch = ?log.epochs.latest_epoch(),
             producer_batches_replayed = log.report.producer_batches_replayed,
             truncated_bytes = log.report.truncated_bytes,
             "opened partition log"
@@ -408,6 +417,93 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Loads the leader-epoch cache, or rebuilds it from every segment's batch headers
+    /// when its file is missing or damaged, then fits it to the recovered log: entries
+    /// below the log start are trimmed, entries at or past the log end dropped (the file
+    /// is written before the batches of a new epoch, so a crash may leave it ahead).
+    /// Returns the number of batch headers read.
+    fn load_epochs(&mut self) -> Result<u64> {
+        let (mut cache, scanned, mut changed) = match epochs::read(&self.dir)? {
+            Some(cache) => (cache, 0, false),
+            None => {
+                let (cache, scanned) = self.rebuild_epochs()?;
+                if scanned > 0 {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        batches = scanned,
+                        epochs = cache.entries().len(),
+                        "leader-epoch file missing or damaged; rebuilt it from the log"
+                    );
+                }
+                (cache, scanned, true)
+            }
+        };
+        // The start first, then the end: an entry that DeleteRecords moved up to a log
+        // start equal to the log end holds no record, and goes too (as at Kafka's load).
+        changed |= cache.truncate_from_start(self.log_start_offset);
+        changed |= cache.truncate_from_end(self.next_offset);
+        self.epochs = cache;
+        if changed {
+            epochs::write(&self.dir, &self.epochs)?;
+        }
+        Ok(scanned)
+    }
+
+    /// The epoch cache as the batch headers of every segment tell it: an entry at each
+    /// batch whose epoch is newer than the previous ones (negative epochs, written by
+    /// no leader, are skipped, as Kafka does). A segment that turns out corrupt is
+    /// skipped from there on: the cache is best effort, the log is not rejected for it.
+    fn rebuild_epochs(&self) -> Result<(EpochCache, u64)> {
+        let mut cache = EpochCache::default();
+        let mut scanned = 0u64;
+        for seg in &self.segments {
+            let (mut pos, mut expected) = (0u64, seg.base);
+            // Bounded by the batches of the segment: pos strictly grows.
+            loop {
+                let h = match seg.batch_at(pos, expected) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(StorageError::Corrupt { path, position, reason }) => {
+                        tracing::warn!(segment = %path.display(), position, %reason, "cannot read epochs past here");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                scanned += 1;
+                let epoch = LeaderEpoch(h.partition_leader_epoch);
+                if epoch.0 >= 0 && cache.latest_epoch().is_none_or(|latest| epoch > latest) {
+                    cache.assign(epoch, h.base_offset)?;
+                }
+                pos += h.total_size() as u64;
+                expected = h.next_offset();
+            }
+        }
+        Ok((cache, scanned))
+    }
+
+    /// The epoch of the newest entry of the leader-epoch cache; `None` when empty.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the largest cached epoch at or below `epoch` and the
+    /// offset where it ends (see [`EpochCache::end_offset_for`] for the edge cases,
+    /// which follow Kafka). `None` is Kafka's `UNDEFINED_EPOCH_OFFSET`.
+    pub fn epoch_end(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.epochs.end_offset_for(epoch, self.next_offset)
+    }
+
+    /// Start offset of the first cached epoch greater than `epoch`: a follower cuts
+    /// its log there to drop the epochs its leader never had.
+    pub fn epoch_start_after(&self, epoch: LeaderEpoch) -> Option<Offset> {
+        self.epochs.start_after(epoch)
+    }
+
+    /// The whole leader-epoch cache.
+    pub fn epoch_cache(&self) -> &EpochCache {
+        &self.epochs
+    }
+
     /// Closed-segment indexes found damaged or missing and rebuilt since open (they
     /// load lazily, so these are not in the [`RecoveryReport`]).
     pub fn lazy_index_rebuilds(&self) -> usize {
@@ -478,6 +574,9 @@ impl PartitionLog {
         assert!(self.log_start_offset <= self.next_offset);
         assert!(self.flushed_offset <= self.begun_offset.max(self.flushed_offset));
         assert!(self.flushed_offset <= self.next_offset);
+        let epochs = self.epochs.entries();
+        assert!(epochs.first().is_none_or(|e| e.start_offset >= self.log_start_offset), "{epochs:?}");
+        assert!(epochs.last().is_none_or(|e| e.start_offset <= self.next_offset), "{epochs:?}");
     }
 
     fn ensure_writable(&self) -> Result<()> {
@@ -491,13 +590,16 @@ impl PartitionLog {
     /// stamps the leader epoch (and LogAppendTime if configured), rolls first if the
     /// active segment is full or old, then `pwrite`s the bytes straight to the file: once
     /// this returns, a SIGKILL loses nothing (a power loss may, until flushed).
+    ///
+    /// This is the leader's path. An epoch older than the log's latest is refused
+    /// ([`StorageError::StaleLeaderEpoch`]): a replaced leader must not write. A newer
+    /// one opens an entry of the leader-epoch cache at the first offset.
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: LeaderEpoch, now_ms: i64) -> Result<AppendInfo> {
         self.ensure_writable()?;
         let headers = frame_batches(batches, self.config.max_message_bytes)?;
         #[cfg(debug_assertions)]
         debug_assert!(batch::validate_batches(batches).is_ok(), "append takes validated batches");
-        let records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
-        let total = batches.len() as u64;
+        self.epochs.check_append(leader_epoch)?;
 
         // Idempotent producers: check every batch before anything is written. A retry
         // of a batch already in the log makes the whole append a no-op that answers
@@ -522,21 +624,6 @@ impl PartitionLog {
             at = at.plus(i64::from(h.record_count));
         }
 
-        let active = self.active();
-        let rel_end = self.next_offset.0 - active.base.0 + records;
-        let too_big = active.size + total > self.config.segment_bytes
-            || active.size + total > u64::from(u32::MAX)
-            || rel_end > i64::from(u32::MAX);
-        let too_old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
-        if active.size > 0 && (too_big || too_old) {
-            self.roll()?;
-        }
-        if total > u64::from(u32::MAX) || records > i64::from(u32::MAX) {
-            // A single append that cannot fit any segment (positions and relative offsets
-            // are u32); produce requests are far smaller.
-            return Err(StorageError::BatchTooLarge { size: batches.len(), max: u64::from(u32::MAX) });
-        }
-
         let first_offset = self.next_offset;
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
         let mut next = first_offset;
@@ -555,38 +642,10 @@ impl PartitionLog {
             next = h2.next_offset();
             stamped.push((range.start as u64, h2));
         }
-        debug_assert_eq!(next, first_offset.plus(records));
+        debug_assert_eq!(next, at);
 
-        let active = self.segments.last_mut().expect("at least one segment");
-        let pos = active.size;
-        if let Err(e) = active.log.write_all_at(batches, pos) {
-            self.undo_write(pos);
-            return Err(StorageError::io(&self.active().log_path, e));
-        }
-        let base = active.base;
-        let index = active.index.get_mut().expect("active segment index is loaded");
-        let saved = (index.max_ts, index.bytes_since_entry);
-        let mut added = segment::NewEntries::default();
-        for (at, h) in &stamped {
-            let n = index.on_batch(base, pos + at, h, self.config.index_interval_bytes);
-            added.offsets += n.offsets;
-            added.times += n.times;
-        }
-        if let Err(e) = index.write_tail(&added) {
-            index.undo(&added);
-            (index.max_ts, index.bytes_since_entry) = saved;
-            self.undo_write(pos);
-            return Err(StorageError::io(&self.active().log_path, e));
-        }
-        let active = self.segments.last_mut().expect("at least one segment");
-        active.size = pos + total;
-        self.next_offset = next;
-        pending.commit(&mut self.producers);
-        self.active_first_append_ms.get_or_insert(now_ms);
-        self.unbegun_since_ms.get_or_insert(now_ms);
-
-        debug_assert_eq!(self.active().log.metadata().map(|m| m.len()).ok(), Some(self.active().size));
-        self.check_invariants();
+        let epochs = self.stage_epochs(&stamped)?;
+        self.write_batches(batches, &stamped, epochs, now_ms, |producers| pending.commit(producers))?;
         Ok(AppendInfo {
             first_offset,
             last_offset: Offset(next.0 - 1),
@@ -595,6 +654,162 @@ impl PartitionLog {
             max_timestamp,
             duplicate: false,
         })
+    }
+
+    /// Appends batches exactly as a leader wrote them: offsets, leader epochs and
+    /// timestamps are kept, byte for byte, so that every replica holds the same log.
+    ///
+    /// Refused, with nothing written: a batch failing its header or CRC check
+    /// ([`StorageError::InvalidBatch`]); batches not starting at the log end or not
+    /// following each other ([`StorageError::NonContiguous`]); a negative epoch, or one
+    /// older than the previous batch's or the log's latest
+    /// ([`StorageError::StaleLeaderEpoch`]). `max.message.bytes` is not enforced: the
+    /// leader accepted the batches, maybe under another setting.
+    ///
+    /// Producer state records every producer batch without checking its sequence: the
+    /// leader accepted it, and a later leader must recognise its retries. Control
+    /// batches are stored and leave producer state alone.
+    pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.ensure_writable()?;
+        let validated = batch::validate_batches(batches)?;
+        let first_offset = self.next_offset;
+        let mut expected = first_offset;
+        let mut max_timestamp = i64::MIN;
+        let mut headers = Vec::with_capacity(validated.len());
+        for (range, h) in validated {
+            if h.base_offset != expected {
+                return Err(StorageError::NonContiguous { expected, got: h.base_offset });
+            }
+            expected = h.next_offset();
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            headers.push((range.start as u64, h));
+        }
+
+        let epochs = self.stage_epochs(&headers)?;
+        self.write_batches(batches, &headers, epochs, now_ms, |producers| {
+            for (_, h) in &headers {
+                if let Some(meta) = producer_batch(h, h.base_offset) {
+                    producers.record(h.producer_id, h.producer_epoch, meta);
+                }
+            }
+        })?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: Offset(expected.0 - 1),
+            log_append_time_ms: None,
+            log_start_offset: self.log_start_offset,
+            max_timestamp,
+            duplicate: false,
+        })
+    }
+
+    /// The epoch cache after appending `batches` at the log end, or `None` if they open
+    /// no new epoch. Refuses a negative epoch and one older than the cache's latest or
+    /// an earlier batch's, before anything is written.
+    fn stage_epochs(&self, batches: &[(u64, BatchHeader)]) -> Result<Option<EpochCache>> {
+        let mut staged: Option<EpochCache> = None;
+        for (_, h) in batches {
+            let epoch = LeaderEpoch(h.partition_leader_epoch);
+            let cache = staged.as_ref().unwrap_or(&self.epochs);
+            cache.check_append(epoch)?;
+            if cache.latest_epoch() != Some(epoch) {
+                staged.get_or_insert_with(|| self.epochs.clone()).assign(epoch, h.base_offset)?;
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Writes batches that start at the log end and carry their final offsets, epochs
+    /// and timestamps (`headers`: each batch's position in `batches` and header): rolls
+    /// first if the active segment is full or old, persists `epochs` (the cache with the
+    /// epochs these batches open) *before* the bytes so that the file never lacks an
+    /// epoch present in the log, `pwrite`s, indexes, and then moves the log end and lets
+    /// `commit_producers` update the producer state. Undoes what it can on failure.
+    fn write_batches(
+        &mut self,
+        batches: &[u8],
+        headers: &[(u64, BatchHeader)],
+        epochs: Option<EpochCache>,
+        now_ms: i64,
+        commit_producers: impl FnOnce(&mut ProducerStateMap),
+    ) -> Result<()> {
+        let (Some(&(_, first)), Some(&(last_pos, last))) = (headers.first(), headers.last()) else {
+            panic!("write_batches without batches");
+        };
+        assert_eq!(first.base_offset, self.next_offset, "batches are written at the log end");
+        assert_eq!(last_pos + last.total_size() as u64, batches.len() as u64, "headers cover the buffer");
+        let total = batches.len() as u64;
+        let records = last.next_offset().0 - first.base_offset.0;
+        if total > u64::from(u32::MAX) || records > i64::from(u32::MAX) {
+            // A single append that cannot fit any segment (positions and relative offsets
+            // are u32); produce requests are far smaller.
+            return Err(StorageError::BatchTooLarge { size: batches.len(), max: u64::from(u32::MAX) });
+        }
+
+        let active = self.active();
+        let rel_end = self.next_offset.0 - active.base.0 + records;
+        let too_big = active.size + total > self.config.segment_bytes
+            || active.size + total > u64::from(u32::MAX)
+            || rel_end > i64::from(u32::MAX);
+        let too_old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        if active.size > 0 && (too_big || too_old) {
+            self.roll()?;
+        }
+
+        let previous_epochs = match epochs {
+            Some(staged) => {
+                epochs::write(&self.dir, &staged)?;
+                Some(std::mem::replace(&mut self.epochs, staged))
+            }
+            None => None,
+        };
+
+        let active = self.segments.last_mut().expect("at least one segment");
+        let pos = active.size;
+        if let Err(e) = active.log.write_all_at(batches, pos) {
+            self.undo_write(pos);
+            self.undo_epochs(previous_epochs);
+            return Err(StorageError::io(&self.active().log_path, e));
+        }
+        let base = active.base;
+        let index = active.index.get_mut().expect("active segment index is loaded");
+        let saved = (index.max_ts, index.bytes_since_entry);
+        let mut added = segment::NewEntries::default();
+        for (at, h) in headers {
+            let n = index.on_batch(base, pos + at, h, self.config.index_interval_bytes);
+            added.offsets += n.offsets;
+            added.times += n.times;
+        }
+        if let Err(e) = index.write_tail(&added) {
+            index.undo(&added);
+            (index.max_ts, index.bytes_since_entry) = saved;
+            self.undo_write(pos);
+            self.undo_epochs(previous_epochs);
+            return Err(StorageError::io(&self.active().log_path, e));
+        }
+        let active = self.segments.last_mut().expect("at least one segment");
+        active.size = pos + total;
+        self.next_offset = last.next_offset();
+        commit_producers(&mut self.producers);
+        self.active_first_append_ms.get_or_insert(now_ms);
+        self.unbegun_since_ms.get_or_insert(now_ms);
+
+        debug_assert_eq!(self.active().log.metadata().map(|m| m.len()).ok(), Some(self.active().size));
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Puts back the epoch cache of before a failed append. Its file named epochs that
+    /// the log now lacks; left so, a later append of an older epoch could grow the log
+    /// past them and a reopen would keep them. If it cannot be rewritten the log is
+    /// failed: reopening drops the entries past the log end.
+    fn undo_epochs(&mut self, previous: Option<EpochCache>) {
+        let Some(previous) = previous else { return };
+        self.epochs = previous;
+        if let Err(e) = epochs::write(&self.dir, &self.epochs) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot undo the leader-epoch file; log is failed");
+            self.failed = true;
+        }
     }
 
     /// Cuts the active log file back to `pos` after a failed append; if even that fails,
@@ -845,6 +1060,17 @@ impl PartitionLog {
         checkpoint::sync_dir(&self.dir)?;
         let empty = cut_pos == 0;
         self.next_offset = new_end;
+        // After the log is cut and durable, never before: a crash in between leaves
+        // entries past the log end, which open drops, rather than batches of an epoch
+        // the file lacks.
+        if self.epochs.truncate_from_end(new_end) {
+            if let Err(e) = epochs::write(&self.dir, &self.epochs) {
+                // The file keeps epochs the log no longer has, and appends of an older
+                // epoch could grow the log past them. Reopening drops them.
+                self.failed = true;
+                return Err(e);
+            }
+        }
         // The truncated file and its index were just fsynced: all of it is durable.
         self.flushed_offset = new_end;
         self.begun_offset = new_end;
@@ -855,8 +1081,7 @@ impl PartitionLog {
         }
         self.write_recovery_point(point)?;
         if self.log_start_offset > new_end {
-            self.log_start_offset = new_end;
-            self.write_log_start()?;
+            self.set_log_start(new_end)?;
         }
         // Rebuilt from the newest snapshot at or below the new end; without one, from the
         // first segment (truncation is rare, and correctness beats speed here).
@@ -867,8 +1092,18 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn write_log_start(&self) -> Result<()> {
-        checkpoint::write(&self.dir, LOG_START_FILE, &self.log_start_offset.0.to_be_bytes())
+    /// Moves the log start offset and persists it, then the epoch cache trimmed to it
+    /// (in memory at once, so the invariants hold whatever fails). In that order: a
+    /// crash in between leaves entries below the log start, which open trims.
+    fn set_log_start(&mut self, offset: Offset) -> Result<()> {
+        assert!(offset <= self.next_offset);
+        self.log_start_offset = offset;
+        let trimmed = self.epochs.truncate_from_start(offset);
+        checkpoint::write(&self.dir, LOG_START_FILE, &self.log_start_offset.0.to_be_bytes())?;
+        if trimmed {
+            epochs::write(&self.dir, &self.epochs)?;
+        }
+        Ok(())
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (never down), persists
@@ -879,8 +1114,7 @@ impl PartitionLog {
             return Err(self.out_of_range(offset));
         }
         if offset > self.log_start_offset {
-            self.log_start_offset = offset;
-            self.write_log_start()?;
+            self.set_log_start(offset)?;
             // Bounded by the number of segments.
             while self.segments.len() > 1 && self.segments[1].base <= self.log_start_offset {
                 self.delete_oldest_segment()?;
@@ -897,8 +1131,7 @@ impl PartitionLog {
         assert!(self.segments.len() > 1, "the active segment is never deleted");
         let next_base = self.segments[1].base;
         if self.log_start_offset < next_base {
-            self.log_start_offset = next_base;
-            self.write_log_start()?;
+            self.set_log_start(next_base)?;
         }
         let seg = self.segments.remove(0);
         seg.delete_files()?;
@@ -1111,7 +1344,7 @@ fn assert_send() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{batches, BatchSpec};
+    use crate::testing::{batch, batches, BatchSpec};
 
     #[test]
     fn recovery_point_round_trips() {
@@ -1143,5 +1376,367 @@ mod tests {
         log.close().unwrap();
         let log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
         assert_eq!(log.recovery_report(), &RecoveryReport { segments: 1, ..RecoveryReport::default() });
+    }
+
+    /// Segments of a few batches, so that the epoch tests cross segment boundaries.
+    fn small() -> TopicConfig {
+        TopicConfig { segment_bytes: 300, index_interval_bytes: 64, retention_ms: -1, ..TopicConfig::default() }
+    }
+
+    fn open(dir: &Path) -> PartitionLog {
+        PartitionLog::open(dir, small(), 0).unwrap()
+    }
+
+    /// Appends, as the leader of `epoch`, one batch of `records` records.
+    fn lead(log: &mut PartitionLog, epoch: i32, records: i32) -> Result<AppendInfo> {
+        let mut b = batch(&BatchSpec { base_timestamp: 50, max_timestamp: 60, ..BatchSpec::records(records) });
+        log.append(&mut b, LeaderEpoch(epoch), 0)
+    }
+
+    /// A batch of `records` records as the leader of `epoch` stored it at `base`.
+    fn stored(base: i64, records: i32, epoch: i32) -> Vec<u8> {
+        let mut b = batch(&BatchSpec { base_offset: base, ..BatchSpec::records(records) });
+        batch::set_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    /// A transaction marker of `producer_id`: a control batch (attribute bit 5).
+    fn control(base: i64, producer_id: i64, epoch: i32) -> Vec<u8> {
+        let mut b = crate::testing::idempotent_batch(&BatchSpec::records(1), producer_id, 0, -1);
+        let attributes = i16::from_be_bytes([b[batch::field::ATTRIBUTES], b[batch::field::ATTRIBUTES + 1]]) | 0x20;
+        b[batch::field::ATTRIBUTES..batch::field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = batch::compute_crc(&b);
+        b[batch::field::CRC..batch::field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch::set_base_offset(&mut b, Offset(base));
+        batch::set_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    fn epochs_of(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.epoch_cache().entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
+    }
+
+    fn epochs_on_disk(dir: &Path) -> Vec<(i32, i64)> {
+        let cache = epochs::read(dir).unwrap().expect("a readable leader-epoch file");
+        cache.entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
+    }
+
+    fn read_everything(log: &PartitionLog) -> Vec<u8> {
+        log.read(log.log_start_offset(), usize::MAX, log.log_end_offset()).unwrap().bytes.to_vec()
+    }
+
+    /// Epochs 2 over [0, 5), 3 over [5, 10), 6 over [10, 12).
+    fn three_epochs(log: &mut PartitionLog) {
+        for (epoch, records) in [(2, 3), (2, 2), (3, 5), (6, 1), (6, 1)] {
+            lead(log, epoch, records).unwrap();
+        }
+        assert_eq!(epochs_of(log), [(2, 0), (3, 5), (6, 10)]);
+    }
+
+    #[test]
+    fn the_epoch_cache_is_persisted_at_each_new_epoch_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        assert_eq!(log.latest_epoch(), None);
+        three_epochs(&mut log);
+        assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5), (6, 10)]);
+        assert!(log.segment_count() > 1);
+        log.close().unwrap();
+
+        let log = open(dir.path());
+        assert_eq!(epochs_of(&log), [(2, 0), (3, 5), (6, 10)]);
+        assert_eq!(log.latest_epoch(), Some(LeaderEpoch(6)));
+        assert_eq!(log.recovery_report().epoch_batches_scanned, 0, "loaded, not rebuilt");
+    }
+
+    #[test]
+    fn a_missing_or_damaged_epoch_file_is_rebuilt_from_the_batches() {
+        for damage in ["delete", "garble"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = open(dir.path());
+            three_epochs(&mut log);
+            log.close().unwrap();
+            let path = dir.path().join(epochs::EPOCHS_FILE);
+            match damage {
+                "delete" => fs::remove_file(&path).unwrap(),
+                _ => fs::write(&path, b"DLLE not really").unwrap(),
+            }
+
+            let log = open(dir.path());
+            assert_eq!(epochs_of(&log), [(2, 0), (3, 5), (6, 10)], "{damage}");
+            assert_eq!(log.recovery_report().epoch_batches_scanned, 5, "{damage}: every batch of every segment");
+            assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5), (6, 10)], "{damage}: written back");
+            drop(log);
+            let log = open(dir.path());
+            assert_eq!(log.recovery_report().epoch_batches_scanned, 0, "{damage}");
+        }
+    }
+
+    #[test]
+    fn epoch_end_answers_offset_for_leader_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        assert_eq!(log.epoch_end(LeaderEpoch(0)), None, "an empty cache knows no epoch");
+        three_epochs(&mut log);
+        let end = |e| log.epoch_end(LeaderEpoch(e)).map(|(e, o)| (e.0, o.0));
+        // Below the first cached epoch: Kafka answers with the first epoch's start.
+        assert_eq!(end(1), Some((1, 0)));
+        // A middle epoch ends where the next starts; an epoch the log never had is
+        // answered with the largest below it.
+        assert_eq!(end(2), Some((2, 5)));
+        assert_eq!(end(3), Some((3, 10)));
+        assert_eq!(end(5), Some((3, 10)));
+        // The latest epoch ends at the log end.
+        assert_eq!(end(6), Some((6, 12)));
+        assert_eq!(end(7), None);
+        assert_eq!(end(-1), None);
+
+        assert_eq!(log.epoch_start_after(LeaderEpoch(1)), Some(Offset(0)));
+        assert_eq!(log.epoch_start_after(LeaderEpoch(2)), Some(Offset(5)));
+        assert_eq!(log.epoch_start_after(LeaderEpoch(4)), Some(Offset(10)));
+        assert_eq!(log.epoch_start_after(LeaderEpoch(6)), None);
+    }
+
+    #[test]
+    fn truncation_drops_the_epochs_past_the_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        three_epochs(&mut log);
+        log.truncate_to(Offset(10)).unwrap();
+        assert_eq!(epochs_of(&log), [(2, 0), (3, 5)]);
+        assert_eq!(log.epoch_end(LeaderEpoch(3)), Some((LeaderEpoch(3), Offset(10))));
+        assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5)]);
+        // Offset 7 is inside epoch 3's only batch [5, 10): the whole batch goes, and
+        // the epoch with it.
+        log.truncate_to(Offset(7)).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(5));
+        assert_eq!(epochs_of(&log), [(2, 0)]);
+        drop(log);
+        let mut log = open(dir.path());
+        assert_eq!(epochs_of(&log), [(2, 0)]);
+        // A follower that truncated goes on with whatever its new leader sends.
+        log.append_replicated(&stored(5, 2, 4), 0).unwrap();
+        assert_eq!(epochs_of(&log), [(2, 0), (4, 5)]);
+        log.truncate_to(Offset(0)).unwrap();
+        assert_eq!(epochs_of(&log), []);
+        assert_eq!(epochs_on_disk(dir.path()), []);
+    }
+
+    #[test]
+    fn moving_the_log_start_trims_the_epochs_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        three_epochs(&mut log);
+        log.delete_records_before(Offset(7)).unwrap();
+        assert_eq!(epochs_of(&log), [(3, 7), (6, 10)]);
+        assert_eq!(epochs_on_disk(dir.path()), [(3, 7), (6, 10)]);
+        assert_eq!(log.epoch_end(LeaderEpoch(2)), Some((LeaderEpoch(2), Offset(7))));
+        drop(log);
+        let mut log = open(dir.path());
+        assert_eq!(epochs_of(&log), [(3, 7), (6, 10)]);
+
+        // Retention moves the log start by whole segments, and trims the same way.
+        log.set_config(TopicConfig { retention_bytes: 0, ..small() });
+        let outcome = log.apply_retention(0).unwrap();
+        assert!(outcome.segments_deleted > 0);
+        let start = log.log_start_offset().0;
+        assert_eq!(epochs_of(&log)[0], (if start >= 10 { 6 } else { 3 }, start));
+        assert_eq!(epochs_on_disk(dir.path()), epochs_of(&log));
+
+        // Deleting every record keeps the latest epoch, at the log end, until a reopen
+        // (as Kafka, where an entry at the log end holds nothing and is dropped at load).
+        log.delete_records_before(Offset(12)).unwrap();
+        assert_eq!(epochs_of(&log), [(6, 12)]);
+        drop(log);
+        let mut log = open(dir.path());
+        assert_eq!(epochs_of(&log), []);
+        lead(&mut log, 6, 1).unwrap();
+        assert_eq!(epochs_of(&log), [(6, 12)]);
+    }
+
+    #[test]
+    fn the_leader_append_refuses_an_epoch_older_than_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        lead(&mut log, 5, 2).unwrap();
+        let before = read_everything(&log);
+        assert!(matches!(
+            lead(&mut log, 4, 1),
+            Err(StorageError::StaleLeaderEpoch { epoch: LeaderEpoch(4), latest: LeaderEpoch(5) })
+        ));
+        assert!(matches!(lead(&mut log, -1, 1), Err(StorageError::InvalidLeaderEpoch(LeaderEpoch(-1)))));
+        assert_eq!(log.log_end_offset(), Offset(2));
+        assert_eq!(read_everything(&log), before, "nothing written");
+        assert_eq!(epochs_of(&log), [(5, 0)]);
+        // The same epoch goes on; a newer one opens an entry.
+        lead(&mut log, 5, 1).unwrap();
+        lead(&mut log, 8, 1).unwrap();
+        assert_eq!(epochs_of(&log), [(5, 0), (8, 3)]);
+    }
+
+    #[test]
+    fn a_replicated_append_stores_the_leaders_batches_byte_for_byte() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig { timestamp_type: TimestampType::LogAppendTime, ..small() };
+        let mut leader = PartitionLog::open(leader_dir.path(), config.clone(), 0).unwrap();
+        for (epoch, records, now_ms) in [(1, 3, 100), (1, 1, 110), (2, 4, 120), (4, 2, 130), (4, 1, 140)] {
+            let mut b = batch(&BatchSpec::records(records));
+            leader.append(&mut b, LeaderEpoch(epoch), now_ms).unwrap();
+        }
+        let leader_bytes = read_everything(&leader);
+        let framed = batch::validate_batches(&leader_bytes).unwrap();
+        assert_eq!(framed.len(), 5);
+
+        // The follower's topic uses CreateTime: nothing may be restamped anyway.
+        let follower_dir = tempfile::tempdir().unwrap();
+        let mut follower = open(follower_dir.path());
+        // One push with the first two batches, then one batch per push.
+        let info = follower.append_replicated(&leader_bytes[..framed[1].0.end], 999).unwrap();
+        assert_eq!((info.first_offset, info.last_offset, info.max_timestamp), (Offset(0), Offset(3), 110));
+        assert!(!info.duplicate && info.log_append_time_ms.is_none());
+        for (range, _) in &framed[2..] {
+            follower.append_replicated(&leader_bytes[range.clone()], 999).unwrap();
+        }
+        assert_eq!(read_everything(&follower), leader_bytes);
+        assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+        assert_eq!(epochs_of(&follower), epochs_of(&leader));
+        assert_eq!(epochs_of(&follower), [(1, 0), (2, 4), (4, 8)]);
+        assert!(follower.segment_count() > 1, "rolled as the leader's append does");
+        // Reads through the index find every batch.
+        for (range, h) in &framed {
+            let r = follower.read(h.base_offset, 1, follower.log_end_offset()).unwrap();
+            assert_eq!(&r.bytes[..], &leader_bytes[range.clone()]);
+        }
+        follower.close().unwrap();
+        let follower = open(follower_dir.path());
+        assert_eq!(read_everything(&follower), leader_bytes);
+        assert_eq!(epochs_of(&follower), [(1, 0), (2, 4), (4, 8)]);
+    }
+
+    #[test]
+    fn a_replicated_append_refuses_gaps_overlaps_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        assert!(matches!(
+            log.append_replicated(&stored(5, 1, 0), 0),
+            Err(StorageError::NonContiguous { expected: Offset(0), got: Offset(5) })
+        ));
+        log.append_replicated(&stored(0, 3, 0), 0).unwrap();
+        assert!(matches!(
+            log.append_replicated(&stored(1, 1, 0), 0),
+            Err(StorageError::NonContiguous { expected: Offset(3), got: Offset(1) })
+        ));
+        // A gap between two batches of one push refuses the whole push.
+        let push = [stored(3, 2, 0), stored(6, 1, 0)].concat();
+        assert!(matches!(
+            log.append_replicated(&push, 0),
+            Err(StorageError::NonContiguous { expected: Offset(5), got: Offset(6) })
+        ));
+        let mut damaged = stored(3, 2, 0);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(matches!(log.append_replicated(&damaged, 0), Err(StorageError::InvalidBatch(_))));
+        assert!(matches!(log.append_replicated(&[], 0), Err(StorageError::InvalidBatch(_))));
+        assert_eq!(log.log_end_offset(), Offset(3));
+        assert_eq!(read_everything(&log), stored(0, 3, 0));
+    }
+
+    #[test]
+    fn a_replicated_append_refuses_older_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        log.append_replicated(&stored(0, 2, 3), 0).unwrap();
+        assert!(matches!(
+            log.append_replicated(&stored(2, 1, 2), 0),
+            Err(StorageError::StaleLeaderEpoch { epoch: LeaderEpoch(2), latest: LeaderEpoch(3) })
+        ));
+        // Epochs must not go back inside one push either.
+        let push = [stored(2, 1, 5), stored(3, 1, 4)].concat();
+        assert!(matches!(
+            log.append_replicated(&push, 0),
+            Err(StorageError::StaleLeaderEpoch { epoch: LeaderEpoch(4), latest: LeaderEpoch(5) })
+        ));
+        assert!(matches!(log.append_replicated(&stored(2, 1, -1), 0), Err(StorageError::InvalidLeaderEpoch(_))));
+        assert_eq!(log.log_end_offset(), Offset(2));
+        assert_eq!(epochs_of(&log), [(3, 0)]);
+        assert_eq!(epochs_on_disk(dir.path()), [(3, 0)], "refused pushes leave the file alone");
+        // Several new epochs in one push each get their entry.
+        let push = [stored(2, 1, 3), stored(3, 2, 4), stored(5, 1, 4), stored(6, 1, 7)].concat();
+        log.append_replicated(&push, 0).unwrap();
+        assert_eq!(epochs_of(&log), [(3, 0), (4, 3), (7, 6)]);
+        assert_eq!(epochs_on_disk(dir.path()), [(3, 0), (4, 3), (7, 6)]);
+        // The leader path on a former follower: its epoch must be at least the latest.
+        assert!(matches!(lead(&mut log, 6, 1), Err(StorageError::StaleLeaderEpoch { .. })));
+        lead(&mut log, 7, 1).unwrap();
+    }
+
+    #[test]
+    fn a_replicated_append_records_producers_unchecked_and_keeps_control_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let pid = 42;
+        let producer = |base: i64, seq: i32| {
+            let spec = BatchSpec { base_offset: base, ..BatchSpec::records(2) };
+            let mut b = crate::testing::idempotent_batch(&spec, pid, 0, seq);
+            batch::set_leader_epoch(&mut b, 1);
+            b
+        };
+        // Sequences 0-1 then 7-8: the leader's own check would refuse the gap, but the
+        // leader accepted it (say, after a producer reset), so the follower records it.
+        let push = [producer(0, 0), producer(2, 7), control(4, pid, 1)].concat();
+        let info = log.append_replicated(&push, 0).unwrap();
+        assert_eq!(info.last_offset, Offset(4));
+        assert_eq!(read_everything(&log), push, "the control batch is stored too");
+        let entry = log.producer_state().get(pid).expect("the producer is known");
+        let seqs: Vec<(i32, i32, i64)> =
+            entry.batches.iter().map(|b| (b.first_seq, b.last_seq, b.first_offset.0)).collect();
+        assert_eq!(seqs, [(0, 1, 0), (7, 8, 2)], "the control batch leaves producer state alone");
+
+        // Become the leader: a producer's retry of what the old leader appended is
+        // recognised, not appended twice.
+        let mut retry = crate::testing::idempotent_batch(&BatchSpec::records(2), pid, 0, 7);
+        let info = log.append(&mut retry, LeaderEpoch(2), 0).unwrap();
+        assert!(info.duplicate);
+        assert_eq!((info.first_offset, info.last_offset), (Offset(2), Offset(3)));
+        assert_eq!(log.log_end_offset(), Offset(5));
+    }
+
+    #[test]
+    fn a_crash_keeps_the_epoch_cache_consistent_with_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        three_epochs(&mut log);
+        drop(log); // no close: a crash
+        let log = open(dir.path());
+        assert_eq!(epochs_of(&log), [(2, 0), (3, 5), (6, 10)]);
+        assert_eq!(log.log_end_offset(), Offset(12));
+
+        // A crash after the file got a new epoch but before its first batch was written.
+        let mut ahead = log.epoch_cache().clone();
+        ahead.assign(LeaderEpoch(9), Offset(12)).unwrap();
+        epochs::write(dir.path(), &ahead).unwrap();
+        drop(log);
+        let mut log = open(dir.path());
+        assert_eq!(epochs_of(&log), [(2, 0), (3, 5), (6, 10)]);
+        assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5), (6, 10)], "the entry past the log end is gone");
+
+        // A crash that tears the first batch of a new epoch: recovery cuts the batch,
+        // and its epoch goes with it.
+        lead(&mut log, 7, 3).unwrap();
+        assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5), (6, 10), (7, 12)]);
+        let active = log.active().log_path.clone();
+        drop(log);
+        let f = fs::OpenOptions::new().write(true).open(&active).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len - 5).unwrap();
+        drop(f);
+        let mut log = open(dir.path());
+        assert!(log.recovery_report().truncated_bytes > 0);
+        assert_eq!(log.log_end_offset(), Offset(12));
+        assert_eq!(epochs_of(&log), [(2, 0), (3, 5), (6, 10)]);
+        assert_eq!(epochs_on_disk(dir.path()), [(2, 0), (3, 5), (6, 10)]);
+        // The log goes on in epoch 6 as if epoch 7 had never written.
+        lead(&mut log, 6, 1).unwrap();
+        assert_eq!(log.epoch_end(LeaderEpoch(6)), Some((LeaderEpoch(6), Offset(13))));
     }
 }
