@@ -23,11 +23,13 @@
 
 pub mod follower;
 pub mod leader;
+pub mod placement;
 pub mod quorum;
 pub mod recovery;
 
 pub use follower::{Follower, Push, PushAnswer};
 pub use leader::{AckError, Leader};
+pub use placement::{assign, copysets, Node, PlacementError, DEFAULT_SCATTER_WIDTH};
 pub use quorum::{quorum_offset, QuorumError, Quorums};
 pub use recovery::{truncation_point, FencedEpoch, LogPosition, Recovery, RecoveryPlan, Replica};
 
