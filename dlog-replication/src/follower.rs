@@ -7,7 +7,9 @@
 //! ends (OffsetForLeaderEpoch) and truncates a divergent tail ([`truncation_point`]).
 //!
 //! Invariants (asserted): the log end only goes back by reconciling; the high
-//! watermark never passes the log end and never goes back.
+//! watermark never passes the log end and only goes back when reconciling truncates
+//! below it, which is reported (an acknowledged record lost: allowed in an available
+//! topic only).
 //!
 //! [`truncation_point`]: crate::recovery::truncation_point
 
@@ -107,12 +109,41 @@ impl Follower {
 
     /// Reconciled with the leader of `epoch`: the log was truncated to `log_end` (its
     /// last record now of `last_epoch`).
-    pub fn reconciled(&mut self, epoch: LeaderEpoch, log_end: Offset, last_epoch: LeaderEpoch) {
-        assert!(log_end <= self.log_end, "reconciling only truncates");
-        assert!(self.high_watermark <= log_end, "truncated below the high watermark: a committed record lost");
+    ///
+    /// Returns the high watermark this follower had if the truncation went below it:
+    /// acknowledged records were lost, and the high watermark comes back to the log end.
+    /// An available topic (W + R <= RF) allows that, and so does write caching once
+    /// crashes drop enough unflushed copies; anywhere else it is a bug the caller must
+    /// refuse (panic).
+    ///
+    /// Following the leader of `epoch` seals this replica at `epoch` (persist
+    /// [`Follower::replica`] before acknowledging): an older leader that has not yet
+    /// learnt it was replaced must not take this replica back and truncate records the
+    /// newer leader committed with it.
+    #[must_use = "a loss of acknowledged records must be checked against the topic's contract"]
+    pub fn reconciled(&mut self, epoch: LeaderEpoch, log_end: Offset, last_epoch: LeaderEpoch) -> Option<Offset> {
+        assert!(self.replica.seal(epoch).is_ok(), "reconciled with the leader of {epoch}, older than the seal");
+        let lost = self.truncated(log_end, last_epoch);
         self.following = Some(epoch);
+        lost
+    }
+
+    /// Truncated to `log_end` (its last record now of `last_epoch`) on the leader's
+    /// answer, without following yet: the truncated log does not end in the answered
+    /// epoch, so its last record may still differ from the leader's at that offset, and
+    /// the next push asks again about the new last epoch (KIP-279). What it returns is
+    /// as for [`Follower::reconciled`].
+    #[must_use = "a loss of acknowledged records must be checked against the topic's contract"]
+    pub fn truncated(&mut self, log_end: Offset, last_epoch: LeaderEpoch) -> Option<Offset> {
+        assert!(log_end <= self.log_end, "reconciling only truncates");
         self.log_end = log_end;
         self.last_epoch = last_epoch;
+        if self.high_watermark <= log_end {
+            return None;
+        }
+        let lost = self.high_watermark;
+        self.high_watermark = log_end;
+        Some(lost)
     }
 
     fn advance_high_watermark(&mut self, leader_hw: Offset) {
@@ -136,7 +167,8 @@ mod tests {
         let mut f = Follower::new(Replica::new(LeaderEpoch(1)), Offset(10), LeaderEpoch(1), Offset(8));
         assert_eq!(f.on_push(push(2, 10, 3, 10)), PushAnswer::Reconcile { last_epoch: LeaderEpoch(1) });
         // The leader of epoch 2 says epoch 1 ended at 9: our record 9 diverged.
-        f.reconciled(LeaderEpoch(2), crate::truncation_point(f.log_end(), (LeaderEpoch(1), Offset(9))), LeaderEpoch(1));
+        let t = crate::truncation_point(f.log_end(), (LeaderEpoch(1), Offset(9)), f.log_end());
+        assert_eq!(f.reconciled(LeaderEpoch(2), t, LeaderEpoch(1)), None);
         assert_eq!(f.log_end(), Offset(9));
         assert_eq!(f.on_push(push(2, 9, 4, 11)), PushAnswer::Append { skip: 0 });
         f.appended(LeaderEpoch(2), Offset(13));
@@ -148,7 +180,7 @@ mod tests {
     #[test]
     fn resends_gaps_and_old_leaders() {
         let mut f = Follower::new(Replica::new(LeaderEpoch(3)), Offset(5), LeaderEpoch(3), Offset(5));
-        f.reconciled(LeaderEpoch(3), Offset(5), LeaderEpoch(3));
+        assert_eq!(f.reconciled(LeaderEpoch(3), Offset(5), LeaderEpoch(3)), None);
         assert_eq!(f.on_push(push(3, 2, 2, 5)), PushAnswer::Held { log_end: Offset(5) });
         assert_eq!(f.on_push(push(3, 3, 4, 5)), PushAnswer::Append { skip: 2 });
         f.appended(LeaderEpoch(3), Offset(7));
@@ -158,10 +190,49 @@ mod tests {
         assert_eq!(f.high_watermark(), Offset(5));
     }
 
+    /// Found by a simulation scenario: the leader of epoch 1, cut off from the controller
+    /// but not from this follower, pushed after the follower had reconciled with the
+    /// leader of epoch 2 (which had not sealed it), and took it back: the follower
+    /// truncated a record epoch 2 had committed with it.
     #[test]
-    #[should_panic(expected = "committed record lost")]
-    fn truncating_below_the_high_watermark_is_a_bug() {
+    fn following_an_epoch_seals_it() {
+        let mut f = Follower::new(Replica::new(LeaderEpoch(1)), Offset(0), LeaderEpoch(-1), Offset(0));
+        assert_eq!(f.on_push(push(2, 0, 2, 0)), PushAnswer::Reconcile { last_epoch: LeaderEpoch(-1) });
+        assert_eq!(f.reconciled(LeaderEpoch(2), Offset(0), LeaderEpoch(-1)), None);
+        assert_eq!(f.replica().sealed(), LeaderEpoch(2));
+        assert_eq!(f.on_push(push(2, 0, 2, 2)), PushAnswer::Append { skip: 0 });
+        f.appended(LeaderEpoch(2), Offset(2));
+        assert!(matches!(f.on_push(push(1, 0, 1, 0)), PushAnswer::Fenced(_)), "the old leader is refused");
+        assert_eq!(f.log_end(), Offset(2));
+    }
+
+    /// Found by the simulation: the leader lacks the asked epoch 3 and answers
+    /// that its epoch 2 ends at 1; this log's epochs up to 2 end at 1 too, but its record
+    /// 0 is of epoch 1, not 2. It truncates and asks again before following.
+    #[test]
+    fn a_log_not_ending_in_the_answered_epoch_asks_again() {
+        // The log: epoch 1 at 0..1, epoch 3 at 1..5; the leader: epoch 2 at 0..1, then 4.
+        let mut f = Follower::new(Replica::new(LeaderEpoch(3)), Offset(5), LeaderEpoch(3), Offset(0));
+        assert_eq!(f.on_push(push(4, 1, 1, 0)), PushAnswer::Reconcile { last_epoch: LeaderEpoch(3) });
+        let t = crate::truncation_point(f.log_end(), (LeaderEpoch(2), Offset(1)), Offset(1));
+        assert_eq!(f.truncated(t, LeaderEpoch(1)), None);
+        assert_eq!(f.on_push(push(4, 1, 1, 0)), PushAnswer::Reconcile { last_epoch: LeaderEpoch(1) });
+        // Asked about epoch 1, the leader has none at or below it: an empty log.
+        let t = crate::truncation_point(f.log_end(), (LeaderEpoch(-1), Offset(0)), Offset(0));
+        assert_eq!(f.reconciled(LeaderEpoch(4), t, LeaderEpoch(-1)), None);
+        assert_eq!(f.on_push(push(4, 0, 2, 0)), PushAnswer::Append { skip: 0 });
+    }
+
+    /// Found by the simulation: an available topic's new leader may lack records its
+    /// followers saw acknowledged, and a follower then truncates below its high
+    /// watermark. That is the topic's contract, not a reason to crash the broker; the
+    /// caller learns of the loss and refuses it where the topic promises none.
+    #[test]
+    fn truncating_below_the_high_watermark_reports_the_loss() {
         let mut f = Follower::new(Replica::default(), Offset(10), LeaderEpoch(0), Offset(8));
-        f.reconciled(LeaderEpoch(1), Offset(7), LeaderEpoch(0));
+        assert_eq!(f.reconciled(LeaderEpoch(1), Offset(8), LeaderEpoch(0)), None);
+        assert_eq!(f.reconciled(LeaderEpoch(2), Offset(7), LeaderEpoch(0)), Some(Offset(8)));
+        assert_eq!(f.high_watermark(), Offset(7));
+        assert_eq!(f.log_end(), Offset(7));
     }
 }

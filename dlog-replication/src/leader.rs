@@ -38,6 +38,9 @@ pub struct Leader {
     /// Each replica's log end offset in this epoch as last acknowledged (the leader's
     /// own is its log end); `None`: not heard from in this epoch yet.
     positions: BTreeMap<NodeId, Option<Offset>>,
+    /// The leader's log end: no replica holds more of this epoch. It can be past the
+    /// leader's own counted position when that counts only fsynced records.
+    written: Offset,
     high_watermark: Offset,
 }
 
@@ -58,7 +61,7 @@ impl Leader {
         assert!(replicas.len() >= usize::from(quorums.write()), "fewer replicas than the write quorum");
         assert!(high_watermark <= epoch_start, "a high watermark past the epoch's first batch");
         let positions = replicas.iter().map(|&r| (r, None)).collect();
-        Leader { me, epoch, quorums, epoch_start, positions, high_watermark }
+        Leader { me, epoch, quorums, epoch_start, positions, written: epoch_start, high_watermark }
     }
 
     pub fn epoch(&self) -> LeaderEpoch {
@@ -75,9 +78,21 @@ impl Leader {
         self.positions.iter().filter(|(_, p)| p.is_some_and(|p| p > self.epoch_start)).map(|(&n, _)| n).collect()
     }
 
+    /// The leader's log ends at `log_end`, of which it counts only `position` (its
+    /// fsynced part, when replicas acknowledge only what they fsynced): followers may
+    /// acknowledge up to `log_end`, and W of them commit without the leader's own copy.
+    /// Returns the new high watermark if it moved.
+    pub fn appended_durably(&mut self, log_end: Offset, position: Offset) -> Option<Offset> {
+        assert!(position <= log_end, "the leader counts {position}, past its log end {log_end}");
+        assert!(log_end >= self.written, "the leader's log end went back");
+        self.written = log_end;
+        self.appended(position)
+    }
+
     /// The leader appended locally up to `log_end`. Returns the new high watermark if it
     /// moved.
     pub fn appended(&mut self, log_end: Offset) -> Option<Offset> {
+        self.written = self.written.max(log_end);
         let mine = self.positions.get_mut(&self.me).expect("the leader is a replica");
         assert!(mine.is_none_or(|p| log_end >= p), "the leader's log end went back");
         *mine = Some(log_end);
@@ -95,7 +110,7 @@ impl Leader {
         if epoch != self.epoch {
             return Err(AckError::OtherEpoch { got: epoch, current: self.epoch });
         }
-        let leader_end = self.positions.get(&self.me).copied().flatten().unwrap_or(self.epoch_start);
+        let leader_end = self.written;
         if log_end > leader_end {
             return Err(AckError::PastLeader { node, log_end, leader_end });
         }
@@ -114,7 +129,7 @@ impl Leader {
         if candidate <= self.epoch_start || candidate <= self.high_watermark {
             return None;
         }
-        let leader_end = self.positions[&self.me].expect("counted only with the leader's own");
+        let leader_end = self.written;
         assert!(candidate <= leader_end, "high watermark {candidate} past the leader's log end {leader_end}");
         self.high_watermark = candidate;
         Some(candidate)
@@ -168,6 +183,16 @@ mod tests {
         assert_eq!(l.acknowledged(n(9), LeaderEpoch(4), Offset(5)), Err(AckError::NotAReplica(n(9))));
         assert!(matches!(l.acknowledged(n(2), LeaderEpoch(4), Offset(6)), Err(AckError::PastLeader { .. })));
         assert_eq!(l.high_watermark(), Offset(0));
+    }
+
+    #[test]
+    fn without_write_caching_followers_may_commit_past_the_leaders_fsync() {
+        let mut l = leader(2, 10);
+        assert_eq!(l.appended_durably(Offset(20), Offset(11)), None, "only 11 fsynced here");
+        assert_eq!(l.acknowledged(n(2), LeaderEpoch(4), Offset(20)), Ok(Some(Offset(11))));
+        assert_eq!(l.acknowledged(n(3), LeaderEpoch(4), Offset(18)), Ok(Some(Offset(18))), "two others hold 18");
+        assert!(matches!(l.acknowledged(n(3), LeaderEpoch(4), Offset(21)), Err(AckError::PastLeader { .. })));
+        assert_eq!(l.appended_durably(Offset(20), Offset(20)), Some(Offset(20)));
     }
 
     #[test]

@@ -144,9 +144,21 @@ impl Replica {
 /// Where a follower whose last epoch is `my_last_epoch` must truncate its log (ending at
 /// `my_log_end`) before following, given the leader's answer to OffsetForLeaderEpoch for
 /// that epoch: the largest epoch the leader has at or below it, and where that epoch
-/// ends in the leader's log (KIP-101, KIP-279).
-pub fn truncation_point(my_log_end: Offset, leader_answer: (LeaderEpoch, Offset)) -> Offset {
-    my_log_end.min(leader_answer.1)
+/// ends in the leader's log (KIP-101, KIP-279); and `my_answered_epoch_end`, where the
+/// follower's own records of epochs at or below the answered one end.
+///
+/// When the leader lacks the follower's last epoch, the follower's records of the epochs
+/// the leader lacks go too, even below the leader's end of the answered epoch: there the
+/// leader holds records of the answered epoch or older (KIP-279). Unless the truncated
+/// log then ends in the answered epoch (or is empty), the follower asks again about its
+/// new last epoch ([`Follower::truncated`](crate::Follower::truncated)).
+pub fn truncation_point(
+    my_log_end: Offset,
+    leader_answer: (LeaderEpoch, Offset),
+    my_answered_epoch_end: Offset,
+) -> Offset {
+    assert!(my_answered_epoch_end <= my_log_end, "an epoch ends past the log end");
+    my_log_end.min(leader_answer.1).min(my_answered_epoch_end)
 }
 
 #[cfg(test)]
@@ -193,7 +205,18 @@ mod tests {
         assert_eq!(r.accepts(LeaderEpoch(2)), Err(FencedEpoch { got: LeaderEpoch(2), sealed: LeaderEpoch(3) }));
         assert!(r.seal(LeaderEpoch(1)).is_err());
         assert_eq!(r.sealed(), LeaderEpoch(3));
-        assert_eq!(truncation_point(Offset(12), (LeaderEpoch(2), Offset(9))), Offset(9));
-        assert_eq!(truncation_point(Offset(7), (LeaderEpoch(2), Offset(9))), Offset(7));
+        assert_eq!(truncation_point(Offset(12), (LeaderEpoch(2), Offset(9)), Offset(12)), Offset(9));
+        assert_eq!(truncation_point(Offset(7), (LeaderEpoch(2), Offset(9)), Offset(7)), Offset(7));
+    }
+
+    /// Found by the simulation: a follower whose last epoch the leader lacks
+    /// kept its records of that epoch below the leader's end of an older one.
+    #[test]
+    fn records_of_epochs_the_leader_lacks_are_truncated() {
+        // Follower: epoch 2 at 8..19, epoch 6 at 19..37. Leader: epoch 2 at 8..19, epoch
+        // 3 at 19..20, epoch 7 from 20. Asked about epoch 6, the leader answers (3, 20);
+        // the follower's own epochs up to 3 end at 19, and its record 19 (epoch 6)
+        // differs from the leader's (epoch 3).
+        assert_eq!(truncation_point(Offset(37), (LeaderEpoch(3), Offset(20)), Offset(19)), Offset(19));
     }
 }
