@@ -61,8 +61,16 @@ pub struct TopicConfig {
     pub timestamp_type: TimestampType,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
-    /// `min.insync.replicas`: accepted as the write quorum once replication lands.
-    pub min_insync_replicas: i32,
+    /// `write.quorum` (also accepted as `min.insync.replicas`): replicas that must hold
+    /// a batch before acks=all completes. `None`: 2, or the replica count when smaller.
+    pub write_quorum: Option<u16>,
+    /// `read.quorum`: replicas a new leader hears from before it leads. `None`: 2, or
+    /// the replica count when smaller. CP when W + R > RF, AP otherwise.
+    pub read_quorum: Option<u16>,
+    /// `write.caching`: acknowledge acks=all once the write quorum holds a batch in
+    /// memory and fsync per `flush.ms`/`flush.messages`; off, every replica fsyncs
+    /// before it acknowledges (group commit).
+    pub write_caching: bool,
     /// `file.delete.delay.ms`: accepted for compatibility; DLog deletes segment files at once.
     pub file_delete_delay_ms: i64,
 }
@@ -84,7 +92,9 @@ impl Default for TopicConfig {
             max_message_bytes: 1024 * 1024 + 12,
             timestamp_type: TimestampType::CreateTime,
             cleanup_policy: CleanupPolicy::Delete,
-            min_insync_replicas: 1,
+            write_quorum: None,
+            read_quorum: None,
+            write_caching: true,
             file_delete_delay_ms: 60_000,
         }
     }
@@ -128,7 +138,16 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         broker_name: "log.message.timestamp.type",
         doc: "CreateTime or LogAppendTime",
     },
-    ConfigKey { name: "min.insync.replicas", broker_name: "min.insync.replicas", doc: "write quorum" },
+    ConfigKey {
+        name: "min.insync.replicas",
+        broker_name: "min.insync.replicas",
+        doc: "write quorum (the same as write.quorum)",
+    },
+    ConfigKey {
+        name: "read.quorum",
+        broker_name: "default.read.quorum",
+        doc: "replicas a new leader hears from before it leads; CP when write.quorum + read.quorum > replicas",
+    },
     ConfigKey {
         name: "retention.bytes",
         broker_name: "log.retention.bytes",
@@ -137,7 +156,29 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey { name: "retention.ms", broker_name: "log.retention.ms", doc: "longest time kept; -1 = forever" },
     ConfigKey { name: "segment.bytes", broker_name: "log.segment.bytes", doc: "segment size that triggers a roll" },
     ConfigKey { name: "segment.ms", broker_name: "log.roll.ms", doc: "segment age that triggers a roll" },
+    ConfigKey {
+        name: "write.caching",
+        broker_name: "write.caching",
+        doc: "acknowledge once the write quorum holds a batch in memory; false: fsync before acknowledging",
+    },
+    ConfigKey {
+        name: "write.quorum",
+        broker_name: "default.write.quorum",
+        doc: "replicas holding a batch before acks=all completes",
+    },
 ];
+
+/// The write and read quorum when a topic sets none (capped at its replica count).
+pub const DEFAULT_QUORUM: u16 = 2;
+
+fn parse_quorum(key: &str, value: &str) -> Result<u16, ConfigError> {
+    let v = parse_i64(key, value, 1)?;
+    u16::try_from(v).map_err(|_| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: "too large".to_string(),
+    })
+}
 
 fn parse_i64(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
     let v: i64 = value.trim().parse().map_err(|_| ConfigError::InvalidValue {
@@ -167,7 +208,21 @@ impl TopicConfig {
             "retention.ms" => self.retention_ms = parse_i64(key, value, -1)?,
             "retention.bytes" => self.retention_bytes = parse_i64(key, value, -1)?,
             "max.message.bytes" => self.max_message_bytes = parse_i64(key, value, 0)? as u64,
-            "min.insync.replicas" => self.min_insync_replicas = parse_i64(key, value, 1)? as i32,
+            "min.insync.replicas" | "write.quorum" => self.write_quorum = Some(parse_quorum(key, value)?),
+            "read.quorum" => self.read_quorum = Some(parse_quorum(key, value)?),
+            "write.caching" => {
+                self.write_caching = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ConfigError::InvalidValue {
+                            key: key.to_string(),
+                            value: value.to_string(),
+                            reason: "must be true or false".to_string(),
+                        })
+                    }
+                }
+            }
             "file.delete.delay.ms" => self.file_delete_delay_ms = parse_i64(key, value, 0)?,
             "message.timestamp.type" => {
                 self.timestamp_type = match value {
@@ -210,7 +265,9 @@ impl TopicConfig {
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
-            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "min.insync.replicas" | "write.quorum" => self.write_quorum.unwrap_or(DEFAULT_QUORUM).to_string(),
+            "read.quorum" => self.read_quorum.unwrap_or(DEFAULT_QUORUM).to_string(),
+            "write.caching" => self.write_caching.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
             "message.timestamp.type" => match self.timestamp_type {
                 TimestampType::CreateTime => "CreateTime".to_string(),
@@ -234,7 +291,24 @@ impl TopicConfig {
 
     /// True when every append must be fsynced before it is acknowledged.
     pub fn flush_every_write(&self) -> bool {
-        self.flush_messages <= 1
+        self.flush_messages <= 1 || !self.write_caching
+    }
+
+    /// The write and read quorums of a topic with `replicas` replicas: the configured
+    /// ones, or the default (2) capped at the replica count. Errors when a configured
+    /// quorum exceeds the replicas.
+    pub fn quorums(&self, replicas: usize) -> Result<(u16, u16), ConfigError> {
+        let rf = u16::try_from(replicas).unwrap_or(u16::MAX).max(1);
+        let pick = |key: &str, set: Option<u16>| match set {
+            None => Ok(DEFAULT_QUORUM.min(rf)),
+            Some(q) if q <= rf => Ok(q),
+            Some(q) => Err(ConfigError::InvalidValue {
+                key: key.to_string(),
+                value: q.to_string(),
+                reason: format!("larger than the replication factor {rf}: no write could ever gather {q} replicas"),
+            }),
+        };
+        Ok((pick("write.quorum", self.write_quorum)?, pick("read.quorum", self.read_quorum)?))
     }
 }
 
@@ -249,8 +323,27 @@ mod tests {
             let value = defaults.get(key.name).expect(key.name);
             let mut c = TopicConfig::default();
             c.set(key.name, &value).unwrap();
-            assert_eq!(c, defaults, "{}", key.name);
+            assert_eq!(c.get(key.name), Some(value), "{}", key.name);
         }
+    }
+
+    #[test]
+    fn quorums_default_to_two_capped_by_the_replicas_and_refuse_more_than_them() {
+        let mut c = TopicConfig::default();
+        assert_eq!(c.quorums(3), Ok((2, 2)));
+        assert_eq!(c.quorums(1), Ok((1, 1)));
+        c.set("min.insync.replicas", "3").unwrap();
+        assert_eq!(c.get("write.quorum").as_deref(), Some("3"), "min.insync.replicas is the write quorum");
+        assert_eq!(c.quorums(5), Ok((3, 2)));
+        let e = c.quorums(2).unwrap_err().to_string();
+        assert!(e.contains("write.quorum") && e.contains("replication factor 2"), "{e}");
+        c.set("read.quorum", "1").unwrap();
+        assert_eq!(c.quorums(3), Ok((3, 1)));
+        assert!(c.set("write.quorum", "0").is_err());
+        assert!(c.set("write.caching", "maybe").is_err());
+        assert!(!c.flush_every_write());
+        c.set("write.caching", "false").unwrap();
+        assert!(c.flush_every_write(), "without write caching every write is fsynced");
     }
 
     #[test]

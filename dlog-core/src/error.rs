@@ -46,6 +46,16 @@ pub enum Error {
     /// The node handling an admin request is not (or no longer) the controller.
     #[error("not the controller: {0}")]
     NotController(String),
+    /// Fewer replicas than the write or read quorum can be reached: the write is
+    /// refused rather than risk losing it.
+    #[error("not enough replicas: {0}")]
+    NotEnoughReplicas(String),
+    /// The preferred replica already leads the partition.
+    #[error("election not needed for {0}")]
+    ElectionNotNeeded(String),
+    /// The preferred replica's broker is not live.
+    #[error("preferred leader not available for {0}")]
+    PreferredLeaderNotAvailable(String),
     #[error("request timed out: {0}")]
     Timeout(String),
     #[error("unsupported version: {0}")]

@@ -37,6 +37,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // KIP-853's membership changes, as `dlog cluster add-node/remove-node` send them.
     api(ApiKey::AddRaftVoter, 0, 0),
     api(ApiKey::RemoveRaftVoter, 0, 0),
+    // Preferred leader election (`dlog cluster rebalance-leaders`).
+    api(ApiKey::ElectLeaders, 0, 2),
     // Non-transactional producers only. The crate decodes requests up to v5 (v6 is
     // two-phase commit, KIP-939).
     api(ApiKey::InitProducerId, 0, 5),

@@ -61,7 +61,7 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
-fn broker_key(id: NodeId) -> String {
+pub fn broker_key(id: NodeId) -> String {
     format!("{BROKERS_PREFIX}{:010}", id.0)
 }
 
@@ -121,12 +121,19 @@ impl Transport for RpcTransport {
 struct Inbound {
     raft: OnceLock<Arc<dyn RpcHandler>>,
     controller: OnceLock<Arc<Controller>>,
+    /// The shards, for partition replication, once they run.
+    shared: OnceLock<Weak<Shared>>,
 }
 
 #[async_trait::async_trait]
 impl dlog_rpc::Handler for Inbound {
-    async fn handle(&self, _from: NodeId, channel: &str, payload: Bytes) -> Result<Bytes, String> {
+    async fn handle(&self, from: NodeId, channel: &str, payload: Bytes) -> Result<Bytes, String> {
         match channel {
+            crate::controller::PING_CHANNEL => Ok(Bytes::new()),
+            crate::replica::CHANNEL => {
+                let shared = self.shared.get().and_then(Weak::upgrade).ok_or("the shards are not running")?;
+                crate::replica::serve_call(shared, from, payload).await
+            }
             RAFT_CHANNEL => {
                 let raft = self.raft.get().ok_or("the metadata store is still opening")?;
                 let request = RaftRequest::from_bytes(&payload).map_err(|e| e.to_string())?;
@@ -151,6 +158,7 @@ pub struct Cluster {
     server: std::sync::Mutex<Option<dlog_rpc::Server>>,
     peers: Arc<dlog_rpc::Peers>,
     controller: Arc<Controller>,
+    inbound: Arc<Inbound>,
     /// The Raft index this node's topic image (and partitions) reflect.
     image_applied: tokio::sync::watch::Sender<u64>,
     /// The session holding this broker's registration, while registered.
@@ -181,7 +189,7 @@ impl Cluster {
         let me = config.node_id;
         let members: BTreeMap<NodeId, String> = cluster.nodes.clone();
         let dir = config.data_dir.join("meta").join("raft");
-        let inbound = Arc::new(Inbound { raft: OnceLock::new(), controller: OnceLock::new() });
+        let inbound = Arc::new(Inbound { raft: OnceLock::new(), controller: OnceLock::new(), shared: OnceLock::new() });
         let peers = Arc::new(dlog_rpc::Peers::new(me, members.clone()));
         let (store, server) = runtime.block_on(async {
             let server = dlog_rpc::spawn(rpc_listen, inbound.clone())
@@ -221,6 +229,7 @@ impl Cluster {
             store: store.clone(),
             defaults: config.topic_defaults.clone(),
             peers: peers.clone(),
+            live_since: std::sync::Mutex::new(BTreeMap::new()),
         });
         let _ = inbound.controller.set(controller.clone());
         let c = Cluster {
@@ -230,6 +239,7 @@ impl Cluster {
             server: std::sync::Mutex::new(Some(server)),
             peers,
             controller,
+            inbound,
             image_applied: tokio::sync::watch::channel(0).0,
             registration,
             registering,
@@ -240,12 +250,23 @@ impl Cluster {
     /// Starts following the metadata store for `shared` (the reconciler) and the
     /// controller's leader checks. Called once the shards run.
     pub fn start_following(&self, shared: &Arc<Shared>) {
+        let _ = self.inbound.shared.set(Arc::downgrade(shared));
         self.handle.spawn(reconcile(
             self.store.clone(),
             self.peers.clone(),
             Arc::downgrade(shared),
             self.image_applied.clone(),
         ));
+        let detector = self.controller.clone();
+        self.handle.spawn(async move {
+            let mut tick = tokio::time::interval(crate::controller::PING_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut misses = BTreeMap::new();
+            loop {
+                tick.tick().await;
+                detector.detect_failures(&mut misses).await;
+            }
+        });
         let controller = self.controller.clone();
         self.handle.spawn(async move {
             let mut tick = tokio::time::interval(LEADER_CHECK_EVERY);
@@ -393,6 +414,22 @@ impl Cluster {
     }
 
     /// The active controller: the metadata group's leader.
+    /// Calls `node` on the internal RPC. The call runs on the cluster's runtime, so
+    /// every connection lives there whichever shard asks.
+    pub async fn call(
+        &self,
+        node: NodeId,
+        channel: &'static str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, dlog_rpc::RpcError> {
+        let peers = self.peers.clone();
+        match self.handle.spawn(async move { peers.call(node, channel, payload, timeout).await }).await {
+            Ok(answer) => answer,
+            Err(e) => Err(dlog_rpc::RpcError::Unreachable { node, reason: format!("call task: {e}") }),
+        }
+    }
+
     pub fn controller(&self) -> Option<NodeId> {
         self.store.status().leader
     }

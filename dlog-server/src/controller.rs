@@ -22,6 +22,8 @@ use dlog_consensus::{Comparison, ExpectedVersion, MetadataError, MetadataStore, 
 use dlog_core::{Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
+use dlog_replication::placement::{assign, copysets, Node, DEFAULT_SCATTER_WIDTH};
+
 use crate::cluster::BrokerInfo;
 use crate::topics::{check_growth, check_new_topic, Assignment, TopicMeta};
 
@@ -118,6 +120,10 @@ pub enum ControllerRequest {
         /// Replicas chosen by the client, one list per partition; none: the controller
         /// places them.
         assignment: Option<Vec<Vec<i32>>>,
+        /// Replicas per partition when the controller places them; none: 3, or the
+        /// number of live brokers when fewer.
+        #[serde(default)]
+        replication_factor: Option<i32>,
     },
     DeleteTopic {
         name: String,
@@ -144,6 +150,20 @@ pub enum ControllerRequest {
     /// Removes node `id` from the metadata group.
     RemoveNode {
         id: i32,
+    },
+    /// Moves these partitions' leadership to their preferred (first) replica where it
+    /// is live and does not lead (Kafka's preferred leader election).
+    ElectPreferred {
+        partitions: Vec<(String, i32)>,
+    },
+    /// Node `node` leads `partition` of `name` at `epoch` but did not open that epoch
+    /// in its current life (it restarted within its session): it asks for a new
+    /// epoch, so that no two lives of one leader ever write the same epoch.
+    BumpEpoch {
+        name: String,
+        partition: i32,
+        epoch: i32,
+        node: i32,
     },
 }
 
@@ -235,36 +255,72 @@ pub fn rack_alternated(brokers: &[BrokerInfo]) -> Vec<NodeId> {
     order
 }
 
-/// Places partitions `from..to` of a topic, one replica each, round-robin over the
-/// rack-alternated brokers from `start`.
-pub fn place(order: &[NodeId], start: usize, from: i32, to: i32) -> Vec<PartitionRecord> {
-    assert!(!order.is_empty(), "placing partitions needs a broker");
-    (from..to)
-        .map(|p| {
-            let b = order[(start + p as usize) % order.len()];
-            PartitionRecord { replicas: vec![b.0], leader: b.0, epoch: 0 }
-        })
-        .collect()
+/// The replication factor of a new topic: the requested one (at most the live
+/// brokers), or 3 capped at the live brokers.
+pub fn check_replication_factor(requested: Option<i32>, live: usize) -> Result<usize> {
+    match requested {
+        None | Some(-1) => Ok(live.clamp(1, DEFAULT_REPLICATION_FACTOR)),
+        Some(rf) if rf <= 0 => {
+            Err(Error::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}")))
+        }
+        Some(rf) if rf as usize > live => Err(Error::InvalidReplicationFactor(format!(
+            "replication factor {rf} is larger than the {live} live broker(s)"
+        ))),
+        Some(rf) => Ok(rf as usize),
+    }
 }
 
-/// Checks replicas the client chose: one live broker per partition (one replica).
+/// Replicas per partition when a topic asks for none.
+pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
+
+/// Places partitions `from..to` of a topic, `rf` replicas each, on copysets of the
+/// live brokers (Cidon et al.: few distinct replica sets, so that `rf` simultaneous
+/// failures rarely take every copy of some partition; spread over racks when there
+/// are enough). The copysets depend only on the brokers, so every topic shares them;
+/// `start` (from the topic id) staggers where a topic's leaders begin.
+pub fn place(brokers: &[BrokerInfo], start: usize, from: i32, to: i32, rf: usize) -> Result<Vec<PartitionRecord>> {
+    let nodes: Vec<Node> = brokers.iter().map(|b| Node { id: b.id, rack: b.rack.clone() }).collect();
+    let sets = copysets(&nodes, rf, DEFAULT_SCATTER_WIDTH, COPYSET_SEED)
+        .map_err(|e| Error::InvalidReplicationFactor(e.to_string()))?;
+    let lists = assign(&sets, (to - from) as usize, start.wrapping_add(from as usize));
+    Ok(lists
+        .into_iter()
+        .map(|replicas| {
+            let replicas: Vec<i32> = replicas.iter().map(|n| n.0).collect();
+            PartitionRecord { leader: replicas[0], replicas, epoch: 0 }
+        })
+        .collect())
+}
+
+/// Every node computes the same copysets from the same brokers.
+const COPYSET_SEED: u64 = 0x646c_6f67;
+
+/// Checks replicas the client chose: distinct live brokers, the same number for every
+/// partition.
 fn chosen(assignment: &[Vec<i32>], live: &BTreeSet<i32>, first: i32) -> Result<Vec<PartitionRecord>> {
+    let rf = assignment.first().map_or(0, Vec::len);
     assignment
         .iter()
         .enumerate()
         .map(|(i, replicas)| {
             let p = first + i as i32;
-            match replicas.as_slice() {
-                [b] if live.contains(b) => Ok(PartitionRecord { replicas: vec![*b], leader: *b, epoch: 0 }),
-                [b] => Err(Error::InvalidReplicaAssignment(format!(
-                    "partition {p} is assigned to broker {b}, which is not a live broker"
-                ))),
-                other => Err(Error::InvalidReplicationFactor(format!(
-                    "partition {p} is assigned to {} brokers {other:?}; topics have 1 replica until data \
-                     replication is enabled",
-                    other.len()
-                ))),
+            if replicas.is_empty() || replicas.len() != rf {
+                return Err(Error::InvalidReplicaAssignment(format!(
+                    "partition {p} is assigned {} replicas; every partition needs the same number, at least 1",
+                    replicas.len()
+                )));
             }
+            if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
+                return Err(Error::InvalidReplicaAssignment(format!(
+                    "partition {p} is assigned to broker {b}, which is not a live broker"
+                )));
+            }
+            if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
+                return Err(Error::InvalidReplicaAssignment(format!(
+                    "partition {p} names a broker twice: {replicas:?}"
+                )));
+            }
+            Ok(PartitionRecord { replicas: replicas.clone(), leader: replicas[0], epoch: 0 })
         })
         .collect()
 }
@@ -285,6 +341,8 @@ pub struct Controller {
     pub defaults: TopicConfig,
     /// The internal RPC's peers, whose addresses follow the member list.
     pub peers: Arc<dlog_rpc::Peers>,
+    /// Since when each broker has been live, as this controller saw it.
+    pub live_since: std::sync::Mutex<BTreeMap<i32, std::time::Instant>>,
 }
 
 impl Controller {
@@ -300,8 +358,37 @@ impl Controller {
             return Err(Error::NotController(format!("the controller is {:?}", status.leader.map(|n| n.0))));
         }
         match request {
-            ControllerRequest::CreateTopic { name, id, partitions, configs, assignment } => {
-                self.create(&name, &id, partitions, configs, assignment).await?
+            ControllerRequest::CreateTopic { name, id, partitions, configs, assignment, replication_factor } => {
+                self.create(&name, &id, partitions, configs, assignment, replication_factor).await?
+            }
+            ControllerRequest::ElectPreferred { partitions } => {
+                let live: BTreeSet<i32> = self.live_brokers().iter().map(|b| b.id.0).collect();
+                let mut by_topic: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+                for (t, p) in partitions {
+                    by_topic.entry(t).or_default().insert(p);
+                }
+                for (name, wanted) in by_topic {
+                    self.update(&name, |record| {
+                        prefer(record, &live, |p| wanted.contains(&p));
+                        Ok(())
+                    })
+                    .await?;
+                }
+            }
+            ControllerRequest::BumpEpoch { name, partition, epoch, node } => {
+                self.update(&name, |record| {
+                    let p = usize::try_from(partition)
+                        .ok()
+                        .and_then(|i| record.partitions.get_mut(i))
+                        .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{name}-{partition}")))?;
+                    if p.leader == node && p.epoch == epoch {
+                        p.epoch += 1;
+                        tracing::info!(topic = %name, partition, epoch = p.epoch, leader = node,
+                            "new leader epoch for a restarted leader");
+                    }
+                    Ok(())
+                })
+                .await?
             }
             ControllerRequest::DeleteTopic { name, retried } => match self.delete(&name).await {
                 Err(Error::UnknownTopicOrPartition(_)) if retried => {}
@@ -325,7 +412,8 @@ impl Controller {
             ControllerRequest::AlterConfigs { name, change } => {
                 self.update(&name, |record| {
                     let configs = change.apply(&record.configs);
-                    self.defaults.with_overrides(&configs)?;
+                    let replicas = record.partitions.first().map_or(1, |p| p.replicas.len());
+                    self.defaults.with_overrides(&configs)?.quorums(replicas)?;
                     record.configs = configs;
                     Ok(())
                 })
@@ -343,9 +431,10 @@ impl Controller {
         partitions: i32,
         configs: BTreeMap<String, String>,
         assignment: Option<Vec<Vec<i32>>>,
+        replication_factor: Option<i32>,
     ) -> Result<()> {
         check_new_topic(name, partitions)?;
-        self.defaults.with_overrides(&configs)?;
+        let config = self.defaults.with_overrides(&configs)?;
         let brokers = self.live_brokers();
         if brokers.is_empty() {
             return Err(Error::InvalidReplicationFactor("no broker is registered yet".into()));
@@ -353,8 +442,12 @@ impl Controller {
         let id = TopicId::from_hex(id).ok_or_else(|| Error::InvalidRequest(format!("bad topic id {id:?}")))?;
         let records = match assignment {
             Some(a) => chosen(&a, &brokers.iter().map(|b| b.id.0).collect(), 0)?,
-            None => place(&rack_alternated(&brokers), id.0[0] as usize, 0, partitions),
+            None => {
+                let rf = check_replication_factor(replication_factor, brokers.len())?;
+                place(&brokers, id.0[0] as usize, 0, partitions, rf)?
+            }
         };
+        config.quorums(records.first().map_or(1, |p| p.replicas.len()))?;
         let record = TopicRecord { id: id.to_hex(), configs, partitions: records };
         match self.store.put(&topic_key(name), record.encode(), PutOptions::expect(ExpectedVersion::NotExists)).await {
             Ok(_) => {
@@ -509,6 +602,7 @@ impl Controller {
     pub async fn rebalance_leaders(&self, leading_since: &mut Option<std::time::Instant>) {
         if self.store.status().leader != Some(self.store.id()) {
             *leading_since = None;
+            self.live_since.lock().expect("live-since lock").clear();
             return;
         }
         // A new controller (after a restart of the whole cluster, say) first gives
@@ -518,12 +612,47 @@ impl Controller {
         if since.elapsed() < crate::cluster::BROKER_SESSION {
             return;
         }
+        self.elect(None).await;
+        self.restore_preferred().await;
+    }
+
+    /// Gives partitions back to their preferred (first) replica once it has been live
+    /// for [`PREFERRED_LEADER_DELAY`] (Kafka's auto leader rebalance): leadership
+    /// spreads evenly again after a node returns.
+    async fn restore_preferred(&self) {
+        let now = std::time::Instant::now();
+        let live: BTreeSet<i32> = self.live_brokers().iter().map(|b| b.id.0).collect();
+        let settled: BTreeSet<i32> = {
+            let mut since = self.live_since.lock().expect("live-since lock");
+            since.retain(|b, _| live.contains(b));
+            for b in &live {
+                since.entry(*b).or_insert(now);
+            }
+            since.iter().filter(|(_, t)| now.duration_since(**t) >= PREFERRED_LEADER_DELAY).map(|(b, _)| *b).collect()
+        };
+        let entries = self.store.read_local(|kv| kv.range_scan(TOPICS_PREFIX, TOPICS_END));
+        for entry in entries {
+            let name = &entry.key[TOPICS_PREFIX.len()..];
+            let Ok(mut record) = TopicRecord::decode(&entry.value) else { continue };
+            if prefer(&mut record, &settled, |_| true) == 0 {
+                continue;
+            }
+            match self.write_over(name, &record, entry.stat.version_id).await {
+                Ok(()) => tracing::info!(topic = name, "controller restored preferred leaders"),
+                Err(e) => tracing::debug!(topic = name, error = %e, "preferred leaders not written; next round"),
+            }
+        }
+    }
+
+    /// Moves the leaders of partitions whose leader is not live; with `only`, just
+    /// those led by these brokers.
+    async fn elect(&self, only: Option<&BTreeSet<i32>>) {
         let live: BTreeSet<i32> = self.live_brokers().iter().map(|b| b.id.0).collect();
         let entries = self.store.read_local(|kv| kv.range_scan(TOPICS_PREFIX, TOPICS_END));
         for entry in entries {
             let name = &entry.key[TOPICS_PREFIX.len()..];
             let Ok(mut record) = TopicRecord::decode(&entry.value) else { continue };
-            let changes = elect_leaders(&mut record, &live);
+            let changes = elect_leaders_where(&mut record, &live, |leader| only.is_none_or(|o| o.contains(&leader)));
             if changes == 0 {
                 continue;
             }
@@ -535,10 +664,85 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// The controller's failure detector: pings every registered broker every
+    /// [`PING_EVERY`]; one that misses [`PING_MISSES`] pings in a row (a killed
+    /// process refuses at once, a cut one times out) is fenced — its session closed,
+    /// its registration gone — and its partitions get new leaders at once, rather
+    /// than after its session would expire. A fenced broker that is alive registers
+    /// again by itself.
+    pub async fn detect_failures(&self, misses: &mut BTreeMap<i32, u32>) {
+        if self.store.status().leader != Some(self.store.id()) {
+            misses.clear();
+            return;
+        }
+        let me = self.store.id();
+        let brokers: Vec<NodeId> = self.live_brokers().iter().map(|b| b.id).filter(|&b| b != me).collect();
+        misses.retain(|b, _| brokers.contains(&NodeId(*b)));
+        let pings = brokers.iter().map(|&b| {
+            let peers = self.peers.clone();
+            async move { (b, peers.call(b, PING_CHANNEL, Bytes::new(), PING_TIMEOUT).await) }
+        });
+        let mut fenced = BTreeSet::new();
+        for (b, answer) in futures_util::future::join_all(pings).await {
+            match answer {
+                Ok(_) => {
+                    misses.remove(&b.0);
+                }
+                Err(e) => {
+                    let n = misses.entry(b.0).or_insert(0);
+                    *n += 1;
+                    if *n >= PING_MISSES {
+                        tracing::warn!(broker = %b, misses = *n, error = %e, "broker unreachable; fencing it");
+                        if self.fence(b).await {
+                            fenced.insert(b.0);
+                            misses.remove(&b.0);
+                        }
+                    }
+                }
+            }
+        }
+        if !fenced.is_empty() {
+            self.elect(Some(&fenced)).await;
+        }
+    }
+
+    /// Closes the session holding `broker`'s registration.
+    async fn fence(&self, broker: NodeId) -> bool {
+        let key = crate::cluster::broker_key(broker);
+        let entry = match self.store.get(&key, Comparison::Equal).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::debug!(broker = %broker, error = %e, "cannot read the registration");
+                return false;
+            }
+        };
+        let Some(session) = entry.stat.session else { return false };
+        match self.store.close_session(session).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(broker = %broker, error = %e, "cannot fence");
+                false
+            }
+        }
+    }
+}
+
+/// The RPC channel of the controller's pings.
+pub const PING_CHANNEL: &str = "ping";
+/// How often the controller pings each broker.
+pub const PING_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a ping may take.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Missed pings in a row that fence a broker.
+const PING_MISSES: u32 = 3;
+
 /// Grows `record` to `count` partitions.
 fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, brokers: &[BrokerInfo]) -> Result<()> {
     let current = record.partitions.len() as i32;
     check_growth(current, count)?;
+    let rf = record.partitions.first().map_or(1, |p| p.replicas.len());
     if brokers.is_empty() {
         return Err(Error::InvalidReplicationFactor("no broker is registered".into()));
     }
@@ -550,21 +754,58 @@ fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, b
                 count - current
             )))
         }
-        Some(a) => chosen(a, &brokers.iter().map(|b| b.id.0).collect(), current)?,
+        Some(a) => {
+            let added = chosen(a, &brokers.iter().map(|b| b.id.0).collect(), current)?;
+            if added.first().map(|p| p.replicas.len()) != Some(rf) {
+                return Err(Error::InvalidReplicaAssignment(format!(
+                    "the topic has {rf} replicas per partition; new partitions must too"
+                )));
+            }
+            added
+        }
         None => {
+            if rf > brokers.len() {
+                return Err(Error::InvalidReplicationFactor(format!(
+                    "the topic has {rf} replicas per partition but only {} brokers are live",
+                    brokers.len()
+                )));
+            }
             let start = TopicId::from_hex(&record.id).map_or(0, |id| id.0[0] as usize);
-            place(&rack_alternated(brokers), start, current, count)
+            place(brokers, start, current, count, rf)?
         }
     };
     record.partitions.extend(added);
     Ok(())
 }
 
+/// Gives the partitions passing `which` to their preferred (first) replica where it is
+/// in `live` and does not lead yet; returns how many changed.
+pub fn prefer(record: &mut TopicRecord, live: &BTreeSet<i32>, which: impl Fn(i32) -> bool) -> usize {
+    let mut changes = 0;
+    for (i, p) in record.partitions.iter_mut().enumerate() {
+        let Some(&preferred) = p.replicas.first() else { continue };
+        if which(i as i32) && p.leader != preferred && live.contains(&preferred) {
+            p.leader = preferred;
+            p.epoch += 1;
+            changes += 1;
+        }
+    }
+    changes
+}
+
+/// How long a returned preferred replica must stay live before it leads again.
+pub const PREFERRED_LEADER_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Chooses each partition's leader among its live replicas; returns how many changed.
 pub fn elect_leaders(record: &mut TopicRecord, live: &BTreeSet<i32>) -> usize {
+    elect_leaders_where(record, live, |_| true)
+}
+
+/// As [`elect_leaders`], for the partitions whose current leader passes `which`.
+fn elect_leaders_where(record: &mut TopicRecord, live: &BTreeSet<i32>, which: impl Fn(i32) -> bool) -> usize {
     let mut changes = 0;
     for p in &mut record.partitions {
-        let keep = p.leader >= 0 && live.contains(&p.leader);
+        let keep = (p.leader >= 0 && live.contains(&p.leader)) || !which(p.leader);
         if keep {
             continue;
         }
@@ -592,10 +833,34 @@ mod tests {
             [broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b")), broker(4, Some("b")), broker(5, None)];
         let order: Vec<i32> = rack_alternated(&brokers).iter().map(|n| n.0).collect();
         assert_eq!(order, vec![5, 1, 3, 2, 4]);
-        let placed = place(&rack_alternated(&brokers), 1, 0, 6);
-        let leaders: Vec<i32> = placed.iter().map(|p| p.leader).collect();
-        assert_eq!(leaders, vec![1, 3, 2, 4, 5, 1]);
+    }
+
+    #[test]
+    fn partitions_are_placed_on_copysets_across_racks() {
+        let brokers =
+            [broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b")), broker(4, Some("b")), broker(5, None)];
+        let placed = place(&brokers, 1, 0, 10, 1).unwrap();
+        let mut leaders: Vec<i32> = placed.iter().map(|p| p.leader).collect();
+        leaders.sort();
+        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5], "one replica: leaders round-robin");
         assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.epoch == 0));
+        let three = place(&brokers, 1, 0, 30, 3).unwrap();
+        let rack = |id: i32| brokers.iter().find(|b| b.id.0 == id).unwrap().rack.clone();
+        for p in &three {
+            assert_eq!(p.replicas[0], p.leader);
+            let racks: BTreeSet<_> = p.replicas.iter().map(|&r| rack(r)).collect();
+            assert_eq!(racks.len(), 3, "{:?} spans three racks", p.replicas);
+        }
+        let distinct: BTreeSet<Vec<i32>> = three
+            .iter()
+            .map(|p| {
+                let mut r = p.replicas.clone();
+                r.sort();
+                r
+            })
+            .collect();
+        assert!(distinct.len() < 10, "copysets, not every combination: {distinct:?}");
+        assert!(place(&brokers, 0, 0, 1, 6).is_err());
     }
 
     #[test]
@@ -603,7 +868,7 @@ mod tests {
         let mut r = TopicRecord {
             id: TopicId::NONE.to_hex(),
             configs: BTreeMap::new(),
-            partitions: place(&[NodeId(1), NodeId(2)], 0, 0, 2),
+            partitions: place(&[broker(1, None), broker(2, None)], 0, 0, 2, 1).unwrap(),
         };
         assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 0);
         assert_eq!(elect_leaders(&mut r, &[1].into()), 1, "broker 2 is gone");
@@ -619,7 +884,7 @@ mod tests {
         let r = TopicRecord {
             id: TopicId([7; 16]).to_hex(),
             configs: [("retention.ms".to_string(), "5".to_string())].into(),
-            partitions: place(&[NodeId(3)], 0, 0, 2),
+            partitions: place(&[broker(3, None)], 0, 0, 2, 1).unwrap(),
         };
         assert_eq!(TopicRecord::decode(&r.encode()).unwrap(), r);
         let meta = r.to_meta("t", &TopicConfig::default()).unwrap();
@@ -652,11 +917,17 @@ mod tests {
     }
 
     #[test]
-    fn chosen_replicas_must_be_one_live_broker() {
+    fn chosen_replicas_must_be_distinct_live_brokers() {
         let live: BTreeSet<i32> = [1, 2].into();
         assert!(chosen(&[vec![1], vec![2]], &live, 0).is_ok());
+        assert!(chosen(&[vec![1, 2], vec![2, 1]], &live, 0).is_ok());
         assert!(matches!(chosen(&[vec![9]], &live, 0), Err(Error::InvalidReplicaAssignment(_))));
-        assert!(matches!(chosen(&[vec![1, 2]], &live, 0), Err(Error::InvalidReplicationFactor(_))));
+        assert!(matches!(chosen(&[vec![1, 1]], &live, 0), Err(Error::InvalidReplicaAssignment(_))));
+        assert!(matches!(chosen(&[vec![1, 2], vec![1]], &live, 0), Err(Error::InvalidReplicaAssignment(_))));
+        assert_eq!(check_replication_factor(None, 2), Ok(2));
+        assert_eq!(check_replication_factor(Some(-1), 5), Ok(3));
+        assert!(matches!(check_replication_factor(Some(4), 3), Err(Error::InvalidReplicationFactor(_))));
+        assert!(matches!(check_replication_factor(Some(0), 3), Err(Error::InvalidReplicationFactor(_))));
         let mut r = TopicRecord { id: TopicId::NONE.to_hex(), configs: BTreeMap::new(), partitions: vec![] };
         let brokers = [broker(1, None)];
         assert!(grow(&mut r, 0, None, &brokers).is_err());

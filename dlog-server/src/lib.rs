@@ -18,6 +18,7 @@ pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
+pub mod replica;
 pub mod shard;
 pub mod topics;
 

@@ -8,24 +8,64 @@
 //! per round trip to the disk, never one per record.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::time::Instant;
 
-use dlog_core::{Error, LeaderEpoch, Offset, Result, TopicId, TopicPartition};
+use dlog_core::{Error, LeaderEpoch, NodeId, Offset, Result, TopicId, TopicPartition};
+use dlog_replication::{Follower, Leader, Quorums, Replica};
 use dlog_storage::{AppendInfo, PartitionLog};
 use tokio::sync::{oneshot, watch};
 
 /// Resolves once the records it waits for are fsynced (or the fsync failed).
 pub type DurableReceiver = oneshot::Receiver<Result<()>>;
+/// Resolves once the high watermark passes the records it waits for (acks=all), or
+/// fails when this node stops leading first.
+pub type CommitReceiver = oneshot::Receiver<Result<()>>;
+
+/// What this node does for a partition (see [`crate::replica`]).
+#[derive(Debug)]
+pub enum Role {
+    /// A single node: every appended record is committed.
+    Solo,
+    /// A cluster member neither leading nor following an epoch yet.
+    Idle,
+    /// The leader of this epoch, sealing it and catching up before it opens it.
+    Recovering(LeaderEpoch),
+    /// The leader (sequencer) of an open epoch.
+    Leading(Box<Leading>),
+    /// A replica following the leader's pushes.
+    Following(Follower),
+}
+
+/// A leader's state: the engine, and when each follower last answered.
+#[derive(Debug)]
+pub struct Leading {
+    pub engine: Leader,
+    pub contact: BTreeMap<NodeId, Instant>,
+}
 
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: TopicId,
     pub log: PartitionLog,
     pub leader_epoch: LeaderEpoch,
-    /// Whether this node leads the partition (always, on a single node). A partition
-    /// held but not led answers NOT_LEADER_OR_FOLLOWER.
+    /// Whether this node leads the partition (always, on a single node): it serves
+    /// fetches, and produces once its epoch is open. A partition held but not led
+    /// answers NOT_LEADER_OR_FOLLOWER.
     pub leader: bool,
+    pub role: Role,
+    /// The replicas and quorums of a cluster's partition (this node alone on a single node).
+    pub replicas: Vec<NodeId>,
+    pub quorums: Quorums,
+    /// The newest epoch this replica was sealed at (persisted before it is answered).
+    pub sealed: LeaderEpoch,
+    /// The high watermark of a cluster's partition (a single node's is its log end).
+    hw: Offset,
+    /// acks=all produces waiting for the high watermark to pass their records.
+    commit_waiters: VecDeque<(Offset, oneshot::Sender<Result<()>>)>,
+    /// The log end offset, which wakes the leader's pushes to followers.
+    pub log_end: watch::Sender<Offset>,
     /// The high watermark, published for fetches waiting on any shard.
     watch: watch::Sender<Offset>,
     flushing: bool,
@@ -40,12 +80,20 @@ pub type PartitionRef = Rc<RefCell<Partition>>;
 impl Partition {
     pub fn new(tp: TopicPartition, topic_id: TopicId, log: PartitionLog) -> (Partition, watch::Receiver<Offset>) {
         let (watch, rx) = watch::channel(log.log_end_offset());
+        let log_end = watch::channel(log.log_end_offset()).0;
         let p = Partition {
             tp,
             topic_id,
             log,
             leader_epoch: LeaderEpoch(0),
             leader: true,
+            role: Role::Solo,
+            replicas: Vec::new(),
+            quorums: Quorums::new(1, 1, 1).expect("one replica"),
+            sealed: crate::replica::NEVER_SEALED,
+            hw: Offset::ZERO,
+            commit_waiters: VecDeque::new(),
+            log_end,
             watch,
             flushing: false,
             deleted: false,
@@ -54,9 +102,101 @@ impl Partition {
         (p, rx)
     }
 
-    /// The high watermark: with one replica, every appended record is committed.
+    /// The high watermark: consumers read below it. With one replica, every appended
+    /// record is committed.
     pub fn high_watermark(&self) -> Offset {
-        self.log.log_end_offset()
+        match self.role {
+            Role::Solo => self.log.log_end_offset(),
+            _ => self.hw,
+        }
+    }
+
+    /// Whether produces are accepted: on a single node, or by the leader of an open epoch.
+    pub fn accepts_writes(&self) -> Result<()> {
+        match &self.role {
+            Role::Solo | Role::Leading(_) => Ok(()),
+            Role::Recovering(epoch) => Err(Error::NotEnoughReplicas(format!(
+                "{}: leader epoch {epoch} is opening; it waits for a read quorum of {} replicas",
+                self.tp,
+                self.quorums.read()
+            ))),
+            Role::Idle | Role::Following(_) => Err(Error::NotLeader(self.tp.to_string())),
+        }
+    }
+
+    /// How far this replica holds the log for the quorum: its log end with write
+    /// caching, else only what is fsynced.
+    pub fn position(&self) -> Offset {
+        if self.log.config().write_caching {
+            self.log.log_end_offset()
+        } else {
+            self.log.flushed_offset().min(self.log.log_end_offset())
+        }
+    }
+
+    /// Moves the high watermark (never back while leading an epoch), wakes fetches and
+    /// completes the acks=all produces it covers.
+    pub fn set_high_watermark(&mut self, hw: Offset) {
+        let hw = hw.min(self.log.log_end_offset());
+        if matches!(self.role, Role::Leading(_)) {
+            assert!(hw >= self.hw, "the high watermark of {} moved back from {} to {hw}", self.tp, self.hw);
+        }
+        self.hw = hw;
+        self.watch.send_replace(hw);
+        while let Some((target, _)) = self.commit_waiters.front() {
+            if *target > hw {
+                break;
+            }
+            let (_, tx) = self.commit_waiters.pop_front().expect("front exists");
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// A receiver that resolves once the high watermark reaches `target`.
+    pub fn wait_committed(&mut self, target: Offset) -> CommitReceiver {
+        let (tx, rx) = oneshot::channel();
+        if self.high_watermark() >= target {
+            let _ = tx.send(Ok(()));
+        } else {
+            self.commit_waiters.push_back((target, tx));
+        }
+        rx
+    }
+
+    /// Gives up leading: fails waiting acks=all produces (their records may or may not
+    /// survive under the next leader; the client retries) and follows from now on.
+    pub fn step_down(&mut self, why: &str) {
+        if matches!(self.role, Role::Leading(_) | Role::Recovering(_)) {
+            tracing::info!(partition = %self.tp, epoch = %self.leader_epoch, why, "stepping down");
+        }
+        for (_, tx) in self.commit_waiters.drain(..) {
+            let _ = tx.send(Err(Error::NotLeader(format!("{}: {why}", self.tp))));
+        }
+        self.leader = false;
+        if !matches!(self.role, Role::Following(_)) {
+            self.role = Role::Following(self.new_follower());
+        }
+    }
+
+    /// A follower engine for this replica's log as it is now.
+    pub fn new_follower(&self) -> Follower {
+        let end = self.log.log_end_offset();
+        let last = self.log.latest_epoch().unwrap_or(LeaderEpoch(-1));
+        Follower::new(Replica::new(self.sealed), end, last, self.hw.min(end))
+    }
+
+    /// Tells the leader engine how far this replica holds the log; moves the high
+    /// watermark when that completes a write quorum.
+    pub fn leader_appended(&mut self) {
+        let position = self.position();
+        let end = self.log.log_end_offset();
+        let moved = match &mut self.role {
+            Role::Leading(l) => l.engine.appended_durably(end, position),
+            _ => None,
+        };
+        if let Some(hw) = moved {
+            self.set_high_watermark(hw);
+        }
     }
 
     /// Appends validated batches (or recognises an idempotent producer's retry,
@@ -69,11 +209,18 @@ impl Partition {
     ) -> Result<(AppendInfo, Option<DurableReceiver>)> {
         let mut p = this.borrow_mut();
         let epoch = p.leader_epoch;
+        p.accepts_writes()?;
         let info = p.log.append(batches, epoch, now_ms)?;
         if !info.duplicate {
             debug_assert_eq!(p.log.log_end_offset(), info.last_offset.plus(1));
-            let hw = p.high_watermark();
-            p.watch.send_replace(hw);
+            let end = p.log.log_end_offset();
+            p.log_end.send_replace(end);
+            match p.role {
+                Role::Solo => {
+                    p.watch.send_replace(end);
+                }
+                _ => p.leader_appended(),
+            }
         }
         // A retried batch is answered with the original's offsets, which may not be
         // durable yet: it waits for them like the original does.
@@ -90,6 +237,14 @@ impl Partition {
             Partition::kick_flush(this);
         }
         Ok((info, durable))
+    }
+
+    /// A receiver that resolves once everything up to `target` is fsynced.
+    pub fn wait_durable(this: &PartitionRef, target: Offset) -> DurableReceiver {
+        let (tx, rx) = oneshot::channel();
+        this.borrow_mut().flush_waiters.push_back((target, tx));
+        Partition::kick_flush(this);
+        rx
     }
 
     /// Starts an fsync unless one is running (that one's completion starts the next).
@@ -134,6 +289,10 @@ impl Partition {
                     tracing::error!(partition = %p.tp, error = %e, "fsync failed");
                 }
                 p.release_waiters(error);
+                if !p.log.config().write_caching {
+                    // Without write caching the leader counts only fsynced records.
+                    p.leader_appended();
+                }
                 !p.flush_waiters.is_empty()
             };
             if again {

@@ -150,12 +150,17 @@ impl Shard {
                 indexes_rebuilt = report.indexes_rebuilt, "recovered partition");
         }
         let (mut p, rx) = Partition::new(tp.clone(), meta.id, log);
-        if let Some(a) = meta.assignment(partition) {
-            p.leader_epoch = a.leader_epoch;
-            p.leader = a.leader == Some(self.shared.config.node_id);
+        if self.shared.cluster.is_some() {
+            p.role = crate::partition::Role::Idle;
+            p.leader = false;
+            p.sealed = crate::replica::read_sealed(&dir);
         }
         self.shared.watches.write().expect("watch lock").insert(tp.clone(), rx);
-        self.partitions.borrow_mut().insert(tp, Rc::new(RefCell::new(p)));
+        let p = Rc::new(RefCell::new(p));
+        self.partitions.borrow_mut().insert(tp, p.clone());
+        if self.shared.cluster.is_some() {
+            crate::replica::apply_assignment(&self.shared, &p, meta);
+        }
         Ok(())
     }
 
@@ -194,16 +199,12 @@ impl Shard {
     /// Applies new configs, leaders and leader epochs to this shard's partitions of
     /// `meta`.
     pub fn reconfigure_topic(&self, meta: &TopicMeta) {
-        let me = self.shared.config.node_id;
-        for p in self.partitions.borrow().values() {
-            let mut p = p.borrow_mut();
-            if p.tp.topic == meta.name {
-                p.log.set_config(meta.config.clone());
-                if let Some(a) = meta.assignment(p.tp.partition.0) {
-                    debug_assert!(a.leader_epoch >= p.leader_epoch, "leader epochs only grow");
-                    p.leader_epoch = a.leader_epoch;
-                    p.leader = a.leader == Some(me);
-                }
+        let mine: Vec<PartitionRef> =
+            self.partitions.borrow().values().filter(|p| p.borrow().tp.topic == meta.name).cloned().collect();
+        for p in mine {
+            p.borrow_mut().log.set_config(meta.config.clone());
+            if self.shared.cluster.is_some() {
+                crate::replica::apply_assignment(&self.shared, &p, meta);
             }
         }
     }

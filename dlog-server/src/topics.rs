@@ -57,6 +57,11 @@ impl TopicMeta {
         usize::try_from(partition).ok().and_then(|p| self.assignments.get(p))
     }
 
+    /// Replicas per partition (every partition of a topic has the same number).
+    pub fn replication_factor(&self) -> usize {
+        self.assignments.first().map_or(1, |a| a.replicas.len())
+    }
+
     /// Whether `node` holds a copy of `partition`.
     pub fn is_replica(&self, partition: i32, node: NodeId) -> bool {
         self.assignment(partition).is_some_and(|a| a.replicas.contains(&node))
@@ -197,23 +202,26 @@ impl TopicRegistry {
         self.topics.values()
     }
 
-    /// Validates a new topic without creating it.
+    /// Validates a new topic of `replicas` replicas per partition without creating it.
     pub fn check_create(
         &self,
         name: &str,
         partitions: i32,
         overrides: &BTreeMap<String, String>,
+        replicas: usize,
     ) -> Result<TopicConfig> {
         check_new_topic(name, partitions)?;
         if self.topics.contains_key(name) {
             return Err(Error::TopicAlreadyExists(name.to_string()));
         }
-        Ok(self.defaults.with_overrides(overrides)?)
+        let config = self.defaults.with_overrides(overrides)?;
+        config.quorums(replicas)?;
+        Ok(config)
     }
 
     /// Creates and persists a topic.
     pub fn create(&mut self, name: &str, partitions: i32, overrides: BTreeMap<String, String>) -> Result<TopicMeta> {
-        let config = self.check_create(name, partitions, &overrides)?;
+        let config = self.check_create(name, partitions, &overrides, 1)?;
         let id = TopicId(*uuid::Uuid::new_v4().as_bytes());
         let assignments = local_assignments(self.node, partitions);
         let meta = TopicMeta { name: name.into(), id, partitions, overrides, config, assignments };
@@ -245,6 +253,7 @@ impl TopicRegistry {
     ) -> Result<TopicMeta> {
         let mut meta = self.get(name).cloned().ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
         meta.config = self.defaults.with_overrides(&overrides)?;
+        meta.config.quorums(meta.replication_factor())?;
         meta.overrides = overrides;
         if !validate_only {
             self.persist(&meta)?;

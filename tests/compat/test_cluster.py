@@ -269,8 +269,11 @@ def test_kafka_clients_produce_and_consume_across_the_cluster(cluster3):
     c2 = Consumer({"bootstrap.servers": nodes[3].bootstrap, "group.id": "spread-g"})
     from confluent_kafka import TopicPartition
     committed = c2.committed([TopicPartition("spread", p) for p in range(6)], timeout=10)
+    ends = [c2.get_watermark_offsets(TopicPartition("spread", p), timeout=10)[1] for p in range(6)]
     c2.close()
-    assert sum(tp.offset for tp in committed) == count, committed
+    # each partition's end: its records plus the control batch that opened its epoch
+    assert [tp.offset for tp in committed] == ends, (committed, ends)
+    assert sum(ends) == count + 6, ends
 
 
 def test_committed_metadata_survives_losing_the_controller(cluster3):

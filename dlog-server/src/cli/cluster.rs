@@ -1,12 +1,13 @@
 //! `dlog cluster status`: the cluster as any broker sees it (Kafka's DescribeCluster),
 //! so it also works against Apache Kafka. `dlog cluster add-node` and `remove-node`
 //! change the metadata group's membership through any node (KIP-853's AddRaftVoter
-//! and RemoveRaftVoter).
+//! and RemoveRaftVoter). `dlog cluster rebalance-leaders` is a preferred leader
+//! election of every partition (KIP-460's ElectLeaders).
 
 use anyhow::Result;
 use dlog_protocol::kafka_protocol::messages::add_raft_voter_request::Listener;
 use dlog_protocol::kafka_protocol::messages::{
-    AddRaftVoterRequest, ApiKey, DescribeClusterRequest, RemoveRaftVoterRequest,
+    AddRaftVoterRequest, ApiKey, DescribeClusterRequest, ElectLeadersRequest, RemoveRaftVoterRequest,
 };
 use dlog_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -40,6 +41,10 @@ enum ClusterCommand {
         #[arg(long)]
         node_id: i32,
     },
+    /// Give every partition back to its preferred (first) replica where that replica's
+    /// broker is live (after a failover moved leaders away). The controller also does
+    /// this by itself once a returned broker has been live for a while.
+    RebalanceLeaders,
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
@@ -48,7 +53,33 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         ClusterCommand::Status => status(bootstrap),
         ClusterCommand::AddNode { node_id, rpc } => add_node(bootstrap, node_id, &rpc),
         ClusterCommand::RemoveNode { node_id } => remove_node(bootstrap, node_id),
+        ClusterCommand::RebalanceLeaders => rebalance_leaders(bootstrap),
     }
+}
+
+fn rebalance_leaders(bootstrap: &str) -> Result<()> {
+    // No topic list: every partition (KIP-460).
+    let request =
+        ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(None).with_timeout_ms(30_000);
+    let r = Client::connect(bootstrap)?.call_any(ApiKey::ElectLeaders, request)?;
+    if r.error_code != 0 {
+        anyhow::bail!("rebalance leaders: {}", describe_error(r.error_code));
+    }
+    let (mut moved, mut already, mut failed) = (0, 0, Vec::new());
+    for t in &r.replica_election_results {
+        for p in &t.partition_result {
+            match p.error_code {
+                0 => moved += 1,
+                84 => already += 1,
+                code => failed.push(format!("{}-{}: {}", t.topic.0, p.partition_id, describe_error(code))),
+            }
+        }
+    }
+    println!("moved {moved} partition leader(s) to their preferred replica; {already} already there");
+    for f in &failed {
+        println!("  not moved: {f}");
+    }
+    Ok(())
 }
 
 fn add_node(bootstrap: &str, node_id: i32, rpc: &str) -> Result<()> {

@@ -31,7 +31,7 @@ pub async fn handle(shard: &Rc<Shard>, request: CreateTopicsRequest, _version: i
                 .with_name(topic.name)
                 .with_topic_id(if request.validate_only { uuid::Uuid::nil() } else { wire_uuid(meta.id) })
                 .with_num_partitions(meta.partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(meta.replication_factor() as i16)
                 .with_configs(Some(configs_of(&meta))),
             Err(e) => CreatableTopicResult::default()
                 .with_name(topic.name)
@@ -68,33 +68,54 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
     } else {
         topic.num_partitions
     };
-    match topic.replication_factor {
-        -1 | 1 => {}
-        rf if rf <= 0 => {
-            return Err(Error::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}")))
-        }
-        rf if shard.shared.cluster.is_none() => {
-            return Err(Error::InvalidReplicationFactor(format!(
-                "replication factor {rf} is larger than the 1 available broker"
-            )))
-        }
-        rf => {
-            return Err(Error::InvalidReplicationFactor(format!(
-                "replication factor {rf}: topics have 1 replica until data replication is enabled"
-            )))
-        }
-    }
     let mut overrides = BTreeMap::new();
     for c in &topic.configs {
         if let Some(v) = &c.value {
             overrides.insert(c.name.to_string(), v.to_string());
         }
     }
+    // `replication.factor` is accepted as a config too (it is not one a topic keeps).
+    let mut requested = (topic.replication_factor != -1).then_some(i32::from(topic.replication_factor));
+    if let Some(v) = overrides.remove("replication.factor") {
+        let rf = v
+            .trim()
+            .parse::<i32>()
+            .map_err(|_| Error::InvalidConfig(format!("invalid value {v:?} for replication.factor: not an integer")))?;
+        if requested.is_some_and(|r| r != rf) {
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor {} and config replication.factor={rf} disagree",
+                topic.replication_factor
+            )));
+        }
+        requested = Some(rf);
+    }
+    let replicas = match &shard.shared.cluster {
+        None => match requested {
+            None | Some(1) => 1,
+            Some(rf) if rf <= 0 => {
+                return Err(Error::InvalidReplicationFactor(format!("replication factor must be positive, got {rf}")))
+            }
+            Some(rf) => {
+                return Err(Error::InvalidReplicationFactor(format!(
+                    "replication factor {rf} is larger than the 1 available broker"
+                )))
+            }
+        },
+        Some(_) if !topic.assignments.is_empty() => {
+            topic.assignments.iter().map(|a| a.broker_ids.len()).max().unwrap_or(1)
+        }
+        Some(cluster) => crate::controller::check_replication_factor(requested, cluster.brokers().len())?,
+    };
     if validate_only {
         let registry = shard.shared.topics.read().expect("topic registry lock");
-        let config = registry.check_create(&name, partitions, &overrides)?;
-        let assignments =
-            (0..partitions).map(|_| crate::topics::Assignment::local(shard.shared.config.node_id)).collect();
+        let config = registry.check_create(&name, partitions, &overrides, replicas)?;
+        let node = shard.shared.config.node_id;
+        let assignments = (0..partitions)
+            .map(|_| crate::topics::Assignment {
+                replicas: vec![node; replicas],
+                ..crate::topics::Assignment::local(node)
+            })
+            .collect();
         return Ok(TopicMeta {
             name: name.into(),
             id: dlog_core::TopicId::NONE,
@@ -109,7 +130,8 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
         by_partition.sort_by_key(|a| a.partition_index);
         by_partition.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()
     });
-    topic_admin::create_assigned(shard, &name, partitions, overrides, assignment).await
+    let rf = shard.shared.cluster.as_ref().map(|_| replicas as i32);
+    topic_admin::create_assigned(shard, &name, partitions, overrides, assignment, rf).await
 }
 
 fn configs_of(meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {

@@ -46,6 +46,10 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             names
         }
     };
+    let live: std::collections::BTreeSet<dlog_core::NodeId> = match &shard.shared.cluster {
+        Some(c) => c.brokers().iter().map(|b| b.id).collect(),
+        None => [shard.shared.config.node_id].into(),
+    };
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         let result = match validate_topic_name(&name) {
@@ -53,7 +57,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             Err(e) => Err(e),
         };
         topics.push(match result {
-            Ok(meta) => describe(&meta),
+            Ok(meta) => describe(&meta, &live),
             Err(e) => MetadataResponseTopic::default()
                 .with_error_code(error_code(&e))
                 .with_name(Some(wire_topic(&name)))
@@ -102,20 +106,24 @@ fn all_topics(shard: &Rc<Shard>) -> Vec<String> {
 }
 
 /// A topic's partitions as its assignments say; an offline partition (no leader)
-/// answers LEADER_NOT_AVAILABLE with leader -1, its replica listed as offline.
-fn describe(meta: &TopicMeta) -> MetadataResponseTopic {
+/// answers LEADER_NOT_AVAILABLE with leader -1. The in-sync replicas (ISR) listed are
+/// the replicas whose brokers are live (any node answers the same); the others are
+/// listed offline.
+fn describe(meta: &TopicMeta, live: &std::collections::BTreeSet<dlog_core::NodeId>) -> MetadataResponseTopic {
     let partitions = meta
         .assignments
         .iter()
         .enumerate()
         .map(|(p, a)| {
             let replicas: Vec<BrokerId> = a.replicas.iter().map(|r| BrokerId(r.0)).collect();
+            let (isr, offline): (Vec<BrokerId>, Vec<BrokerId>) =
+                replicas.iter().partition(|r| live.contains(&dlog_core::NodeId(r.0)));
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_epoch(a.leader_epoch.0)
                 .with_replica_nodes(replicas.clone());
             match a.leader {
-                Some(l) => partition.with_leader_id(BrokerId(l.0)).with_isr_nodes(vec![BrokerId(l.0)]),
+                Some(l) => partition.with_leader_id(BrokerId(l.0)).with_isr_nodes(isr).with_offline_replicas(offline),
                 None => partition
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))

@@ -15,6 +15,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -100,6 +101,7 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::Socke
             Reply::now(ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(shard, r).await))
         }
         RequestKind::AddRaftVoter(r) => Reply::now(ResponseKind::AddRaftVoter(raft_voters::add(shard, r).await)),
+        RequestKind::ElectLeaders(r) => Reply::now(ResponseKind::ElectLeaders(elect_leaders::handle(shard, r).await)),
         RequestKind::RemoveRaftVoter(r) => {
             Reply::now(ResponseKind::RemoveRaftVoter(raft_voters::remove(shard, r).await))
         }
@@ -181,6 +183,7 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::AddRaftVoter => "add_raft_voter",
+        ApiKey::ElectLeaders => "elect_leaders",
         ApiKey::RemoveRaftVoter => "remove_raft_voter",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::FindCoordinator => "find_coordinator",

@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch (KIP-101, KIP-320): the end offset of a leader epoch, which
-//! clients use to detect log truncation. A single node has one epoch per partition, so
-//! the answer is the log end offset for that epoch and "undefined" for any other.
+//! clients use to detect log truncation: the largest epoch of the leader's log at or
+//! below the one asked about, and where it ends (capped at the high watermark, as a
+//! client never saw more); "undefined" (-1, -1) below every epoch the log has.
 
 use std::rc::Rc;
 
@@ -25,9 +26,16 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetForLeaderEpochRequest) -> 
                 .with_partition(tp, move |part| {
                     let part = part.borrow();
                     part.check_epoch(current)?;
-                    let epoch = part.leader_epoch.0;
-                    // One epoch per partition: any other epoch is undefined (-1, -1).
-                    Ok(if wanted == epoch { (epoch, part.log.log_end_offset().0) } else { (-1, -1) })
+                    let hw = part.high_watermark();
+                    Ok(match part.log.epoch_end(dlog_core::LeaderEpoch(wanted)) {
+                        Some((e, end)) => (e.0, end.min(hw).0),
+                        // A log without epochs (empty, or written before epochs were
+                        // recorded) has the one epoch it is led at.
+                        None if wanted == part.leader_epoch.0 && part.log.latest_epoch().is_none() => {
+                            (wanted, part.log.log_end_offset().0)
+                        }
+                        None => (-1, -1),
+                    })
                 })
                 .await;
             partitions.push(match result {

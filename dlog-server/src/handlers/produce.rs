@@ -1,7 +1,7 @@
 //! Produce: validate each partition's batches by header and CRC (records are never
-//! decoded), append them on the owning shard, and answer per `acks`: 0 never, 1 and -1
-//! once appended (with one replica the high watermark is the log end) — and, for topics
-//! that fsync every write, only once the batches are durable.
+//! decoded), append them on the owning shard, and answer per `acks`: 0 never, 1 once
+//! appended, -1 once the high watermark passes the batch (on a single node, the log end)
+//! — and, for topics that fsync every write, only once the batches are durable.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use dlog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, R
 use dlog_storage::batch::validate_batches;
 
 use super::{topic_admin, wire, Reply};
-use crate::partition::{DurableReceiver, Partition};
+use crate::partition::{DurableReceiver, Partition, Role};
 use crate::shard::Shard;
 
 struct Appended {
@@ -41,7 +41,7 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
-            let outcome = append_partition(shard, &name, p.index, p.records).await;
+            let outcome = append_partition(shard, &name, p.index, p.records, acks).await;
             metrics::counter!("dlog_produce_partitions_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
                 .increment(1);
             partitions.push((p.index, outcome));
@@ -63,7 +63,10 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -
                             Ok(Ok(Ok(()))) => Ok(a),
                             Ok(Ok(Err(e))) => Err(e),
                             Ok(Err(_)) => Err(Error::ShuttingDown),
-                            Err(_) => Err(Error::Timeout("fsync did not complete within the request timeout".into())),
+                            Err(_) => Err(Error::Timeout(
+                                "the records were not committed (fsynced, or held by the write quorum) within the request timeout"
+                                    .into(),
+                            )),
                         },
                     },
                     Err(e) => Err(e),
@@ -81,6 +84,7 @@ async fn append_partition(
     topic: &str,
     partition: i32,
     records: Option<bytes::Bytes>,
+    acks: i16,
 ) -> Result<Appended> {
     let meta = topic_admin::get_or_auto_create(shard, topic, true).await?;
     if partition < 0 || partition >= meta.partitions {
@@ -115,7 +119,16 @@ async fn append_partition(
     metrics::counter!("dlog_produce_bytes_total").increment(bytes.len() as u64);
     shard
         .with_partition(tp, move |p| {
-            let (info, durable) = Partition::append(p, &mut bytes, crate::now_ms())?;
+            let replicated = !matches!(p.borrow().role, Role::Solo);
+            if replicated && acks == -1 {
+                crate::replica::check_write_quorum(&p.borrow())?;
+            }
+            let (info, mut durable) = Partition::append(p, &mut bytes, crate::now_ms())?;
+            if replicated && acks == -1 {
+                // acks=all completes at the high watermark, which counts only what
+                // each replica holds as its write-caching setting asks.
+                durable = Some(p.borrow_mut().wait_committed(info.last_offset.plus(1)));
+            }
             Ok(Appended {
                 base_offset: info.first_offset.0,
                 log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),

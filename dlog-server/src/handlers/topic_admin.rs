@@ -36,7 +36,7 @@ pub async fn create(
     partitions: i32,
     overrides: BTreeMap<String, String>,
 ) -> Result<TopicMeta> {
-    create_assigned(shard, name, partitions, overrides, None).await
+    create_assigned(shard, name, partitions, overrides, None, None).await
 }
 
 /// Creates a topic with the replicas the client chose (`assignment`, one list per
@@ -47,6 +47,7 @@ pub async fn create_assigned(
     partitions: i32,
     overrides: BTreeMap<String, String>,
     assignment: Option<Vec<Vec<i32>>>,
+    replication_factor: Option<i32>,
 ) -> Result<TopicMeta> {
     let request = ControllerRequest::CreateTopic {
         name: name.to_string(),
@@ -54,6 +55,7 @@ pub async fn create_assigned(
         partitions,
         configs: overrides.clone(),
         assignment,
+        replication_factor,
     };
     if let Some(done) = forward(shard, name, request).await {
         return done;

@@ -17,8 +17,8 @@ use dlog_protocol::kafka_protocol::messages::incremental_alter_configs_request::
 };
 use dlog_protocol::kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    FindCoordinatorRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, MetadataResponse,
-    ProducerId,
+    ElectLeadersRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    JoinGroupRequest, MetadataResponse, ProducerId,
 };
 use dlog_protocol::kafka_protocol::protocol::StrBytes;
 use dlog_protocol::records::Compression;
@@ -130,7 +130,7 @@ fn topics_spread_over_the_cluster_and_follow_their_brokers() {
     let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(topic_name("spread"))
         .with_num_partitions(6)
-        .with_replication_factor(-1)]);
+        .with_replication_factor(1)]);
     let created = nodes[0].client().call_any(ApiKey::CreateTopics, request).unwrap();
     assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
     let placed = leaders(&metadata(&nodes[0], "spread"), "spread");
@@ -153,8 +153,9 @@ fn topics_spread_over_the_cluster_and_follow_their_brokers() {
         let r = produce(&mut at.client(), "spread", p, batch(&mut records, Compression::None));
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "produce at leader {leader}");
         let (code, hw, bytes) = fetch(&mut at.client(), "spread", p, 0, 0);
-        assert_eq!((code, hw), (0, 1));
-        assert_eq!(decode(&bytes)[0].2, format!("v{p}"));
+        // Offset 0 holds the control batch that opened epoch 0.
+        assert_eq!((code, hw), (0, 2));
+        assert_eq!(decode(&bytes)[0], (1, "k".to_string(), format!("v{p}")));
         let other = &nodes[(*leader % 3) as usize];
         let mut records = [record("k", "misrouted", 1)];
         let r = produce(&mut other.client(), "spread", p, batch(&mut records, Compression::None));
@@ -300,6 +301,128 @@ fn topics_spread_over_the_cluster_and_follow_their_brokers() {
         let r = fetch(&mut nodes[2].client(), "spread", p, 0, 0);
         (r.0 == 0).then_some(r)
     });
-    assert_eq!((code, hw), (0, 1));
+    assert_eq!((code, hw), (0, 3), "the record and the control batches of epochs 0 and 2");
+    drop(nodes);
+}
+
+/// The one leader of `topic`'s partition 0 that every running node agrees on (other
+/// than `not`), with its epoch.
+fn agreed_leader(nodes: &[Node], topic: &str, not: i32) -> (i32, i32) {
+    wait_until("an agreed leader", Duration::from_secs(15), || {
+        let views: Vec<(i32, i32, i16)> = nodes
+            .iter()
+            .filter(|n| n.broker.is_some())
+            .map(|n| leaders(&metadata(n, topic), topic).first().copied())
+            .collect::<Option<_>>()?;
+        let first = views[0];
+        (first.0 > 0 && first.0 != not && first.2 == 0 && views.iter().all(|v| *v == first))
+            .then_some((first.0, first.1))
+    })
+}
+
+/// Produces `value` at `leader` until it is acknowledged (a new leader may still be
+/// opening its epoch); returns its offset.
+fn produce_acked(nodes: &[Node], leader: i32, value: &str) -> i64 {
+    wait_until("an acknowledged produce", Duration::from_secs(15), || {
+        let mut records = [record("k", value, 1)];
+        let r = produce(
+            &mut nodes[(leader - 1) as usize].client(),
+            "replicated",
+            0,
+            batch(&mut records, Compression::None),
+        );
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code == 0).then_some(p.base_offset)
+    })
+}
+
+#[test]
+fn partitions_replicate_and_fail_over_without_losing_acknowledged_records() {
+    let mut nodes = cluster(3);
+    for node in &nodes {
+        wait_until("three live brokers", Duration::from_secs(10), || {
+            (node.client().metadata(Some(&[]), false).ok()?.brokers.len() == 3).then_some(())
+        });
+    }
+    // Quorums larger than the replicas are refused, saying why.
+    const INVALID_CONFIG: i16 = 40;
+    assert_eq!(create_topic(&mut nodes[0].client(), "bad", 1, &[("write.quorum", "4")]), INVALID_CONFIG);
+    assert_eq!(create_topic(&mut nodes[1].client(), "bad", 1, &[("min.insync.replicas", "4")]), INVALID_CONFIG);
+    assert_eq!(create_topic(&mut nodes[2].client(), "bad", 1, &[("read.quorum", "4")]), INVALID_CONFIG);
+    assert_eq!(create_topic(&mut nodes[2].client(), "bad", 1, &[("replication.factor", "4")]), 38);
+    assert_eq!(
+        create_topic(&mut nodes[0].client(), "bad", 1, &[("replication.factor", "2"), ("write.quorum", "3")]),
+        40
+    );
+    // Defaults: three replicas, write and read quorums of two.
+    assert_eq!(create_topic(&mut nodes[0].client(), "replicated", 1, &[]), 0);
+    let m = metadata(&nodes[0], "replicated");
+    let p = &m.topics[0].partitions[0];
+    assert_eq!(p.replica_nodes.len(), 3, "three replicas by default");
+    assert_eq!(p.isr_nodes.len(), 3);
+    let (leader, epoch) = agreed_leader(&nodes, "replicated", 0);
+
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        let v = format!("a{i}");
+        acked.push((produce_acked(&nodes, leader, &v), v));
+    }
+    let (code, hw, bytes) = fetch(&mut nodes[(leader - 1) as usize].client(), "replicated", 0, 0, 0);
+    assert_eq!(code, 0);
+    assert_eq!(hw, acked.last().unwrap().0 + 1, "acks=all answered at the high watermark");
+    assert_eq!(decode(&bytes).len(), 50);
+
+    // The leader stops: another replica leads a newer epoch with every acknowledged
+    // record, and takes new ones.
+    nodes[(leader - 1) as usize].broker.take().unwrap().shutdown();
+    let (second, epoch2) = agreed_leader(&nodes, "replicated", leader);
+    assert!(second != leader && epoch2 > epoch, "{second}@{epoch2} after {leader}@{epoch}");
+    for i in 50..60 {
+        let v = format!("a{i}");
+        acked.push((produce_acked(&nodes, second, &v), v));
+    }
+    let read_all = |nodes: &[Node], at: i32| {
+        let (code, _, bytes) = fetch(&mut nodes[(at - 1) as usize].client(), "replicated", 0, 0, 0);
+        assert_eq!(code, 0);
+        decode(&bytes).into_iter().map(|(o, _, v)| (o, v)).collect::<Vec<_>>()
+    };
+    assert_eq!(read_all(&nodes, second), acked, "every acknowledged record, at its offset, once");
+
+    // The old leader returns and catches up as a follower; then the second leader
+    // stops too, and whichever replica leads next still has everything.
+    let back = Broker::start(nodes[(leader - 1) as usize].config.clone()).unwrap();
+    nodes[(leader - 1) as usize].broker = Some(back);
+    wait_until("the old leader back in sync", Duration::from_secs(15), || {
+        let m = metadata(&nodes[0], "replicated");
+        (m.topics[0].partitions[0].isr_nodes.len() == 3).then_some(())
+    });
+    // Let the pushes reach it (the high watermark travels with the next push).
+    std::thread::sleep(Duration::from_millis(500));
+    nodes[(second - 1) as usize].broker.take().unwrap().shutdown();
+    let (third, epoch3) = agreed_leader(&nodes, "replicated", second);
+    assert!(third != second && epoch3 > epoch2);
+    let v = "after".to_string();
+    acked.push((produce_acked(&nodes, third, &v), v));
+    let all = read_all(&nodes, third);
+    assert_eq!(all, acked, "nothing acknowledged was lost, moved or duplicated over two failovers");
+
+    // Everyone back; a preferred leader election (`dlog cluster rebalance-leaders`)
+    // gives the partition to its first replica, which leads with everything.
+    let back = Broker::start(nodes[(second - 1) as usize].config.clone()).unwrap();
+    nodes[(second - 1) as usize].broker = Some(back);
+    let preferred = metadata(&nodes[0], "replicated").topics[0].partitions[0].replica_nodes[0].0;
+    let elect =
+        ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(None).with_timeout_ms(10_000);
+    wait_until("the preferred replica leading", Duration::from_secs(20), || {
+        let r = nodes[0].client().call_any(ApiKey::ElectLeaders, elect.clone()).ok()?;
+        let code = r.replica_election_results.iter().find(|t| t.topic.0.as_str() == "replicated")?.partition_result[0]
+            .error_code;
+        (code == 84).then_some(())
+    });
+    let (now, _) = agreed_leader(&nodes, "replicated", 0);
+    assert_eq!(now, preferred);
+    let v = "preferred".to_string();
+    acked.push((produce_acked(&nodes, preferred, &v), v));
+    assert_eq!(read_all(&nodes, preferred), acked);
     drop(nodes);
 }
