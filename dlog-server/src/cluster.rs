@@ -230,6 +230,7 @@ impl Cluster {
             defaults: config.topic_defaults.clone(),
             peers: peers.clone(),
             live_since: std::sync::Mutex::new(BTreeMap::new()),
+            scatter_width: cluster.scatter_width,
         });
         let _ = inbound.controller.set(controller.clone());
         let c = Cluster {

@@ -46,6 +46,11 @@ pub struct BrokerArgs {
     /// This node's rack or zone; replicas are spread over racks.
     #[arg(long, env = "DLOG_RACK")]
     pub rack: Option<String>,
+    /// Copyset scatter width: how many other nodes share partitions with each node
+    /// (fewer: less chance that losing RF nodes loses a partition; more: faster
+    /// re-replication). Give every node the same value.
+    #[arg(long, env = "DLOG_SCATTER_WIDTH")]
+    pub scatter_width: Option<usize>,
 }
 
 /// The `--config` file. Unknown keys are an error, so a typo is not silently ignored.
@@ -61,6 +66,7 @@ struct FileConfig {
     rpc_listen: Option<String>,
     cluster_nodes: Option<String>,
     rack: Option<String>,
+    scatter_width: Option<usize>,
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
     /// Broker-wide defaults of topic configs, by topic config name
@@ -99,6 +105,8 @@ pub struct ClusterConfig {
     /// Where this node's internal RPC listens.
     pub rpc_listen: Option<SocketAddr>,
     pub rack: Option<String>,
+    /// The copyset scatter width the controller places replicas with.
+    pub scatter_width: usize,
 }
 
 impl ClusterConfig {
@@ -220,7 +228,12 @@ impl BrokerConfig {
             if nodes.len() > 1 && rpc_listen.is_none() {
                 return Err(ConfigProblem("--rpc-listen: a node of a multi-node cluster needs one".into()));
             }
-            ClusterConfig { nodes, rpc_listen, rack: args.rack.clone().or(file.rack) }
+            let scatter_width =
+                args.scatter_width.or(file.scatter_width).unwrap_or(dlog_replication::placement::DEFAULT_SCATTER_WIDTH);
+            if scatter_width == 0 {
+                return Err(ConfigProblem("--scatter-width: must be at least 1".into()));
+            }
+            ClusterConfig { nodes, rpc_listen, rack: args.rack.clone().or(file.rack), scatter_width }
         };
         Ok(BrokerConfig {
             node_id: NodeId(node_id),
@@ -340,7 +353,12 @@ mod tests {
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.nodes[&NodeId(3)], "localhost:9193");
         assert_eq!(c.rack.as_deref(), Some("az1"));
+        assert_eq!(c.scatter_width, dlog_replication::placement::DEFAULT_SCATTER_WIDTH);
         assert!(!c.is_single_node());
+        let wide = BrokerArgs { scatter_width: Some(6), ..args.clone() };
+        assert_eq!(BrokerConfig::resolve(&wide).unwrap().cluster.scatter_width, 6);
+        let zero = BrokerArgs { scatter_width: Some(0), ..args.clone() };
+        assert!(BrokerConfig::resolve(&zero).unwrap_err().0.contains("--scatter-width"));
         assert!(BrokerConfig::resolve(&BrokerArgs::default()).unwrap().cluster.is_single_node());
 
         let bad = |nodes: &str, node_id: i32, rpc: Option<&str>| {

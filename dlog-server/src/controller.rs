@@ -22,7 +22,7 @@ use dlog_consensus::{Comparison, ExpectedVersion, MetadataError, MetadataStore, 
 use dlog_core::{Error, LeaderEpoch, NodeId, Result, TopicConfig, TopicId};
 use serde::{Deserialize, Serialize};
 
-use dlog_replication::placement::{assign, copysets, Node, DEFAULT_SCATTER_WIDTH};
+use dlog_replication::placement::{assign, copysets, Node};
 
 use crate::cluster::BrokerInfo;
 use crate::topics::{check_growth, check_new_topic, Assignment, TopicMeta};
@@ -50,6 +50,10 @@ pub struct PartitionRecord {
     /// The leading broker, -1 when offline.
     pub leader: i32,
     pub epoch: i32,
+    /// The replicas the leader of `epoch` counts in its write quorum (Kafka's ISR),
+    /// as it last reported them; none before its first report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isr: Option<Vec<i32>>,
 }
 
 pub fn topic_key(name: &str) -> String {
@@ -94,6 +98,7 @@ impl TopicRecord {
                 replicas: p.replicas.iter().map(|&r| NodeId(r)).collect(),
                 leader: (p.leader >= 0).then_some(NodeId(p.leader)),
                 leader_epoch: LeaderEpoch(p.epoch),
+                isr: p.isr.as_ref().map(|isr| isr.iter().map(|&r| NodeId(r)).collect()),
             })
             .collect();
         Ok(TopicMeta {
@@ -155,6 +160,14 @@ pub enum ControllerRequest {
     /// is live and does not lead (Kafka's preferred leader election).
     ElectPreferred {
         partitions: Vec<(String, i32)>,
+    },
+    /// The leader `leader` of these partitions of `name` reports which replicas it
+    /// counts in its write quorum now: (partition, epoch, replicas). A report from a
+    /// leader or epoch that is no longer the partition's is ignored.
+    SetIsr {
+        name: String,
+        leader: i32,
+        partitions: Vec<(i32, i32, Vec<i32>)>,
     },
     /// Node `node` leads `partition` of `name` at `epoch` but did not open that epoch
     /// in its current life (it restarted within its session): it asks for a new
@@ -278,16 +291,23 @@ pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
 /// failures rarely take every copy of some partition; spread over racks when there
 /// are enough). The copysets depend only on the brokers, so every topic shares them;
 /// `start` (from the topic id) staggers where a topic's leaders begin.
-pub fn place(brokers: &[BrokerInfo], start: usize, from: i32, to: i32, rf: usize) -> Result<Vec<PartitionRecord>> {
+pub fn place(
+    brokers: &[BrokerInfo],
+    start: usize,
+    from: i32,
+    to: i32,
+    rf: usize,
+    scatter_width: usize,
+) -> Result<Vec<PartitionRecord>> {
     let nodes: Vec<Node> = brokers.iter().map(|b| Node { id: b.id, rack: b.rack.clone() }).collect();
-    let sets = copysets(&nodes, rf, DEFAULT_SCATTER_WIDTH, COPYSET_SEED)
+    let sets = copysets(&nodes, rf, scatter_width, COPYSET_SEED)
         .map_err(|e| Error::InvalidReplicationFactor(e.to_string()))?;
     let lists = assign(&sets, (to - from) as usize, start.wrapping_add(from as usize));
     Ok(lists
         .into_iter()
         .map(|replicas| {
             let replicas: Vec<i32> = replicas.iter().map(|n| n.0).collect();
-            PartitionRecord { leader: replicas[0], replicas, epoch: 0 }
+            PartitionRecord { leader: replicas[0], replicas, epoch: 0, isr: None }
         })
         .collect())
 }
@@ -320,7 +340,7 @@ fn chosen(assignment: &[Vec<i32>], live: &BTreeSet<i32>, first: i32) -> Result<V
                     "partition {p} names a broker twice: {replicas:?}"
                 )));
             }
-            Ok(PartitionRecord { replicas: replicas.clone(), leader: replicas[0], epoch: 0 })
+            Ok(PartitionRecord { replicas: replicas.clone(), leader: replicas[0], epoch: 0, isr: None })
         })
         .collect()
 }
@@ -343,6 +363,8 @@ pub struct Controller {
     pub peers: Arc<dlog_rpc::Peers>,
     /// Since when each broker has been live, as this controller saw it.
     pub live_since: std::sync::Mutex<BTreeMap<i32, std::time::Instant>>,
+    /// The copyset scatter width replicas are placed with.
+    pub scatter_width: usize,
 }
 
 impl Controller {
@@ -375,6 +397,21 @@ impl Controller {
                     .await?;
                 }
             }
+            ControllerRequest::SetIsr { name, leader, partitions } => {
+                self.update(&name, |record| {
+                    for (partition, epoch, isr) in &partitions {
+                        let Some(p) = usize::try_from(*partition).ok().and_then(|i| record.partitions.get_mut(i))
+                        else {
+                            continue;
+                        };
+                        if p.leader == leader && p.epoch == *epoch {
+                            p.isr = Some(isr.clone());
+                        }
+                    }
+                    Ok(())
+                })
+                .await?
+            }
             ControllerRequest::BumpEpoch { name, partition, epoch, node } => {
                 self.update(&name, |record| {
                     let p = usize::try_from(partition)
@@ -383,6 +420,7 @@ impl Controller {
                         .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{name}-{partition}")))?;
                     if p.leader == node && p.epoch == epoch {
                         p.epoch += 1;
+                        p.isr = None;
                         tracing::info!(topic = %name, partition, epoch = p.epoch, leader = node,
                             "new leader epoch for a restarted leader");
                     }
@@ -400,7 +438,7 @@ impl Controller {
                     if retried && record.partitions.len() as i32 == count {
                         return Err(Error::NotController("already grown".into()));
                     }
-                    grow(record, count, assignment.as_deref(), &brokers)
+                    grow(record, count, assignment.as_deref(), &brokers, self.scatter_width)
                 });
                 match grown.await {
                     Err(Error::NotController(why)) if why == "already grown" => {}
@@ -444,7 +482,7 @@ impl Controller {
             Some(a) => chosen(&a, &brokers.iter().map(|b| b.id.0).collect(), 0)?,
             None => {
                 let rf = check_replication_factor(replication_factor, brokers.len())?;
-                place(&brokers, id.0[0] as usize, 0, partitions, rf)?
+                place(&brokers, id.0[0] as usize, 0, partitions, rf, self.scatter_width)?
             }
         };
         config.quorums(records.first().map_or(1, |p| p.replicas.len()))?;
@@ -739,7 +777,13 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 const PING_MISSES: u32 = 3;
 
 /// Grows `record` to `count` partitions.
-fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, brokers: &[BrokerInfo]) -> Result<()> {
+fn grow(
+    record: &mut TopicRecord,
+    count: i32,
+    assignment: Option<&[Vec<i32>]>,
+    brokers: &[BrokerInfo],
+    scatter_width: usize,
+) -> Result<()> {
     let current = record.partitions.len() as i32;
     check_growth(current, count)?;
     let rf = record.partitions.first().map_or(1, |p| p.replicas.len());
@@ -771,7 +815,7 @@ fn grow(record: &mut TopicRecord, count: i32, assignment: Option<&[Vec<i32>]>, b
                 )));
             }
             let start = TopicId::from_hex(&record.id).map_or(0, |id| id.0[0] as usize);
-            place(brokers, start, current, count, rf)?
+            place(brokers, start, current, count, rf, scatter_width)?
         }
     };
     record.partitions.extend(added);
@@ -787,6 +831,7 @@ pub fn prefer(record: &mut TopicRecord, live: &BTreeSet<i32>, which: impl Fn(i32
         if which(i as i32) && p.leader != preferred && live.contains(&preferred) {
             p.leader = preferred;
             p.epoch += 1;
+            p.isr = None;
             changes += 1;
         }
     }
@@ -809,10 +854,20 @@ fn elect_leaders_where(record: &mut TopicRecord, live: &BTreeSet<i32>, which: im
         if keep {
             continue;
         }
-        let next = p.replicas.iter().copied().find(|r| live.contains(r)).unwrap_or(-1);
+        // A live replica the last leader counted in its quorum first: it holds the
+        // most (an available topic's new leader loses nothing it holds).
+        let in_sync = |r: &i32| p.isr.as_ref().is_some_and(|isr| isr.contains(r));
+        let next = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| live.contains(r) && in_sync(r))
+            .or_else(|| p.replicas.iter().copied().find(|r| live.contains(r)))
+            .unwrap_or(-1);
         if next != p.leader {
             p.leader = next;
             p.epoch += 1;
+            p.isr = None;
             changes += 1;
         }
     }
@@ -839,12 +894,12 @@ mod tests {
     fn partitions_are_placed_on_copysets_across_racks() {
         let brokers =
             [broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b")), broker(4, Some("b")), broker(5, None)];
-        let placed = place(&brokers, 1, 0, 10, 1).unwrap();
+        let placed = place(&brokers, 1, 0, 10, 1, 4).unwrap();
         let mut leaders: Vec<i32> = placed.iter().map(|p| p.leader).collect();
         leaders.sort();
         assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5], "one replica: leaders round-robin");
         assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.epoch == 0));
-        let three = place(&brokers, 1, 0, 30, 3).unwrap();
+        let three = place(&brokers, 1, 0, 30, 3, 4).unwrap();
         let rack = |id: i32| brokers.iter().find(|b| b.id.0 == id).unwrap().rack.clone();
         for p in &three {
             assert_eq!(p.replicas[0], p.leader);
@@ -860,7 +915,7 @@ mod tests {
             })
             .collect();
         assert!(distinct.len() < 10, "copysets, not every combination: {distinct:?}");
-        assert!(place(&brokers, 0, 0, 1, 6).is_err());
+        assert!(place(&brokers, 0, 0, 1, 6, 4).is_err());
     }
 
     #[test]
@@ -868,7 +923,7 @@ mod tests {
         let mut r = TopicRecord {
             id: TopicId::NONE.to_hex(),
             configs: BTreeMap::new(),
-            partitions: place(&[broker(1, None), broker(2, None)], 0, 0, 2, 1).unwrap(),
+            partitions: place(&[broker(1, None), broker(2, None)], 0, 0, 2, 1, 4).unwrap(),
         };
         assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 0);
         assert_eq!(elect_leaders(&mut r, &[1].into()), 1, "broker 2 is gone");
@@ -880,11 +935,29 @@ mod tests {
     }
 
     #[test]
+    fn a_new_leader_is_a_live_replica_the_last_leader_counted_in_sync() {
+        let mut r = TopicRecord {
+            id: TopicId::NONE.to_hex(),
+            configs: BTreeMap::new(),
+            partitions: vec![PartitionRecord { replicas: vec![1, 2, 3], leader: 1, epoch: 4, isr: Some(vec![1, 3]) }],
+        };
+        assert_eq!(elect_leaders(&mut r, &[2, 3].into()), 1);
+        let p = &r.partitions[0];
+        assert_eq!((p.leader, p.epoch, &p.isr), (3, 5, &None), "3 was in sync, 2 was not");
+        r.partitions[0].isr = Some(vec![3]);
+        assert_eq!(elect_leaders(&mut r, &[2].into()), 1, "no in-sync replica live: any live one");
+        assert_eq!(r.partitions[0].leader, 2);
+        assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 1);
+        assert_eq!((r.partitions[0].leader, r.partitions[0].epoch), (1, 7));
+        assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 0, "already preferred");
+    }
+
+    #[test]
     fn records_and_requests_round_trip() {
         let r = TopicRecord {
             id: TopicId([7; 16]).to_hex(),
             configs: [("retention.ms".to_string(), "5".to_string())].into(),
-            partitions: place(&[broker(3, None)], 0, 0, 2, 1).unwrap(),
+            partitions: place(&[broker(3, None)], 0, 0, 2, 1, 4).unwrap(),
         };
         assert_eq!(TopicRecord::decode(&r.encode()).unwrap(), r);
         let meta = r.to_meta("t", &TopicConfig::default()).unwrap();
@@ -930,8 +1003,8 @@ mod tests {
         assert!(matches!(check_replication_factor(Some(0), 3), Err(Error::InvalidReplicationFactor(_))));
         let mut r = TopicRecord { id: TopicId::NONE.to_hex(), configs: BTreeMap::new(), partitions: vec![] };
         let brokers = [broker(1, None)];
-        assert!(grow(&mut r, 0, None, &brokers).is_err());
-        grow(&mut r, 3, None, &brokers).unwrap();
+        assert!(grow(&mut r, 0, None, &brokers, 4).is_err());
+        grow(&mut r, 3, None, &brokers, 4).unwrap();
         assert_eq!(r.partitions.len(), 3);
     }
 }

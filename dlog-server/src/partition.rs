@@ -60,6 +60,8 @@ pub struct Partition {
     pub quorums: Quorums,
     /// The newest epoch this replica was sealed at (persisted before it is answered).
     pub sealed: LeaderEpoch,
+    /// The in-sync replicas this leader last reported to the controller.
+    pub reported_isr: Option<(LeaderEpoch, Vec<NodeId>)>,
     /// The high watermark of a cluster's partition (a single node's is its log end).
     hw: Offset,
     /// acks=all produces waiting for the high watermark to pass their records.
@@ -91,6 +93,7 @@ impl Partition {
             replicas: Vec::new(),
             quorums: Quorums::new(1, 1, 1).expect("one replica"),
             sealed: crate::replica::NEVER_SEALED,
+            reported_isr: None,
             hw: Offset::ZERO,
             commit_waiters: VecDeque::new(),
             log_end,

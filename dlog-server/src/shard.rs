@@ -65,6 +65,10 @@ impl Shared {
     }
 }
 
+/// One partition's in-sync replicas as its leader reports them: (partition, leader
+/// epoch, replicas).
+type IsrReport = (i32, i32, Vec<i32>);
+
 /// One shard's state, alive on its own thread.
 pub struct Shard {
     pub id: ShardId,
@@ -72,12 +76,14 @@ pub struct Shard {
     partitions: RefCell<HashMap<TopicPartition, PartitionRef>>,
     /// The groups whose `__consumer_offsets` partition this shard owns.
     pub coordinator: crate::groups::Coordinator,
+    /// Set while an in-sync replica report of this shard is on its way.
+    reporting_isr: std::cell::Cell<bool>,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Shard {
         let coordinator = crate::groups::Coordinator::new(shared.config.coordinator.clone());
-        Shard { id, shared, partitions: RefCell::new(HashMap::new()), coordinator }
+        Shard { id, shared, partitions: RefCell::new(HashMap::new()), coordinator, reporting_isr: Default::default() }
     }
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionRef> {
@@ -182,6 +188,14 @@ impl Shard {
         for tp in doomed {
             let p = self.partitions.borrow_mut().remove(&tp).expect("listed above");
             self.shared.watches.write().expect("watch lock").remove(&tp);
+            {
+                // Ends its push loops and recovery, which hold the partition too.
+                let mut part = p.borrow_mut();
+                if !matches!(part.role, crate::partition::Role::Solo) {
+                    part.step_down("the topic is deleted");
+                    part.role = crate::partition::Role::Idle;
+                }
+            }
             match Rc::try_unwrap(p) {
                 Ok(cell) => cell.into_inner().log.delete()?,
                 Err(p) => {
@@ -209,6 +223,55 @@ impl Shard {
         }
     }
 
+    /// Reports to the controller the partitions this shard leads whose in-sync
+    /// replicas changed (one report in flight per shard; a failed one is sent again).
+    fn report_isr(self: &Rc<Self>) {
+        let Some(cluster) = self.shared.cluster.clone() else { return };
+        if self.reporting_isr.get() {
+            return;
+        }
+        let me = self.shared.config.node_id;
+        let mut changed: std::collections::BTreeMap<Arc<str>, Vec<IsrReport>> = Default::default();
+        let mut reported = Vec::new();
+        for p in self.partitions() {
+            let mut part = p.borrow_mut();
+            let Some(isr) = crate::replica::in_sync(&part, me) else { continue };
+            let epoch = part.leader_epoch;
+            if part.reported_isr.as_ref().is_some_and(|(e, r)| *e == epoch && *r == isr) {
+                continue;
+            }
+            part.reported_isr = Some((epoch, isr.clone()));
+            changed.entry(part.tp.topic.clone()).or_default().push((
+                part.tp.partition.0,
+                epoch.0,
+                isr.iter().map(|n| n.0).collect(),
+            ));
+            reported.push(p.clone());
+        }
+        if changed.is_empty() {
+            return;
+        }
+        self.reporting_isr.set(true);
+        let shard = self.clone();
+        tokio::task::spawn_local(async move {
+            let mut failed = false;
+            for (name, partitions) in changed {
+                let request =
+                    crate::controller::ControllerRequest::SetIsr { name: name.to_string(), leader: me.0, partitions };
+                if let Err(e) = cluster.forward(request).await {
+                    tracing::debug!(topic = %name, error = %e, "in-sync replicas not reported; again later");
+                    failed = true;
+                }
+            }
+            if failed {
+                for p in reported {
+                    p.borrow_mut().reported_isr = None;
+                }
+            }
+            shard.reporting_isr.set(false);
+        });
+    }
+
     /// Periodic work: flushes due by `flush.ms`, time-based rolls, retention.
     async fn housekeeping(self: Rc<Self>) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
@@ -220,6 +283,7 @@ impl Shard {
         loop {
             tick.tick().await;
             self.coordinator.tick(&self);
+            self.report_isr();
             if crate::now_ms() - last_expiry >= expire_every {
                 last_expiry = crate::now_ms();
                 self.coordinator.expire_offsets(&self, last_expiry).await;

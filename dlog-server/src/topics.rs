@@ -42,12 +42,14 @@ pub struct Assignment {
     pub leader: Option<NodeId>,
     /// Bumps at every change of leader (including to and from offline).
     pub leader_epoch: LeaderEpoch,
+    /// The replicas the leader counts in its write quorum, as it reported them.
+    pub isr: Option<Vec<NodeId>>,
 }
 
 impl Assignment {
     /// A partition of a single node: it holds and leads it, forever at epoch 0.
     pub fn local(node: NodeId) -> Assignment {
-        Assignment { replicas: vec![node], leader: Some(node), leader_epoch: LeaderEpoch(0) }
+        Assignment { replicas: vec![node], leader: Some(node), leader_epoch: LeaderEpoch(0), isr: None }
     }
 }
 

@@ -106,9 +106,9 @@ fn all_topics(shard: &Rc<Shard>) -> Vec<String> {
 }
 
 /// A topic's partitions as its assignments say; an offline partition (no leader)
-/// answers LEADER_NOT_AVAILABLE with leader -1. The in-sync replicas (ISR) listed are
-/// the replicas whose brokers are live (any node answers the same); the others are
-/// listed offline.
+/// answers LEADER_NOT_AVAILABLE with leader -1. The in-sync replicas (ISR) are those
+/// the leader counts in its write quorum, as it reported them to the controller (until
+/// its first report, the live replicas); replicas of brokers not live are offline.
 fn describe(meta: &TopicMeta, live: &std::collections::BTreeSet<dlog_core::NodeId>) -> MetadataResponseTopic {
     let partitions = meta
         .assignments

@@ -372,6 +372,12 @@ fn partitions_replicate_and_fail_over_without_losing_acknowledged_records() {
     assert_eq!(hw, acked.last().unwrap().0 + 1, "acks=all answered at the high watermark");
     assert_eq!(decode(&bytes).len(), 50);
 
+    // The in-sync replicas are the leader's report: all three once they hold its epoch.
+    wait_until("three in-sync replicas reported", Duration::from_secs(10), || {
+        let p = &metadata(&nodes[2], "replicated").topics[0].partitions[0];
+        (p.isr_nodes.len() == 3).then_some(())
+    });
+
     // The leader stops: another replica leads a newer epoch with every acknowledged
     // record, and takes new ones.
     nodes[(leader - 1) as usize].broker.take().unwrap().shutdown();
