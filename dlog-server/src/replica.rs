@@ -113,6 +113,10 @@ pub struct ReplicaRequest {
     /// whose last epoch changed since (it restarted) asks again.
     #[prost(int32, tag = "12")]
     pub asked_epoch: i32,
+    /// For a push: the leader's log start offset (DeleteRecords moves it; followers
+    /// follow, so that a later leader does not bring deleted records back).
+    #[prost(int64, tag = "13")]
+    pub log_start: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -268,6 +272,16 @@ fn batches_from(records: &Bytes, from: Offset) -> Option<Bytes> {
     Some(Bytes::new())
 }
 
+/// Moves this follower's log start up to the leader's (never past what it holds).
+fn follow_log_start(p: &mut Partition, leader_start: Offset) {
+    let start = leader_start.min(p.log.log_end_offset()).min(p.high_watermark());
+    if start > p.log.log_start_offset() {
+        if let Err(e) = p.log.delete_records_before(start) {
+            tracing::warn!(partition = %p.tp, error = %e, "cannot follow the leader's log start");
+        }
+    }
+}
+
 async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: ReplicaRequest) -> ReplicaReply {
     let durable = {
         let mut part = p.borrow_mut();
@@ -291,6 +305,9 @@ async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: Repli
         let answer = f.on_push(push);
         let hw = f.high_watermark();
         let caching = part.log.config().write_caching;
+        if !matches!(answer, PushAnswer::Fenced(_) | PushAnswer::Reconcile { .. }) {
+            follow_log_start(&mut part, Offset(request.log_start));
+        }
         match answer {
             PushAnswer::Fenced(fenced) => return ReplicaReply::fenced(fenced.sealed),
             PushAnswer::Reconcile { .. } => {
@@ -722,6 +739,7 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
                 count,
                 high_watermark: part.high_watermark().0,
                 records: read,
+                log_start: part.log.log_start_offset().0,
                 ..request(&part, kind::PUSH, epoch)
             }
         };

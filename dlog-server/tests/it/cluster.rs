@@ -430,5 +430,24 @@ fn partitions_replicate_and_fail_over_without_losing_acknowledged_records() {
     let v = "preferred".to_string();
     acked.push((produce_acked(&nodes, preferred, &v), v));
     assert_eq!(read_all(&nodes, preferred), acked);
+
+    // DeleteRecords at the leader reaches the followers: records deleted before a
+    // failover stay deleted after it.
+    use dlog_protocol::kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    let delete = dlog_protocol::kafka_protocol::messages::DeleteRecordsRequest::default().with_topics(vec![
+        DeleteRecordsTopic::default()
+            .with_name(topic_name("replicated"))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(11)]),
+    ]);
+    let r = nodes[(preferred - 1) as usize].client().call_any(ApiKey::DeleteRecords, delete).unwrap();
+    assert_eq!(r.topics[0].partitions[0].low_watermark, 11);
+    std::thread::sleep(Duration::from_millis(500));
+    nodes[(preferred - 1) as usize].broker.take().unwrap().shutdown();
+    let (last, _) = agreed_leader(&nodes, "replicated", preferred);
+    let (code, _, _) = fetch(&mut nodes[(last - 1) as usize].client(), "replicated", 0, 2, 0);
+    assert_eq!(code, 1, "below the replicated log start: OFFSET_OUT_OF_RANGE");
+    let (code, _, bytes) = fetch(&mut nodes[(last - 1) as usize].client(), "replicated", 0, 11, 0);
+    assert_eq!(code, 0);
+    assert_eq!(decode(&bytes)[0].0, 11);
     drop(nodes);
 }
