@@ -33,6 +33,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// partition (and so which coordinator) each group maps to, so it cannot change once
 /// groups exist; 50 leaves room to spread coordinators over a cluster later.
 pub const OFFSETS_PARTITIONS: i32 = 50;
+/// How long an offset commit waits for the replicas (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `__consumer_offsets` partition of a group: Kafka's `abs(groupId.hashCode) % n`.
 pub fn partition_for(group: &str, partitions: i32) -> i32 {
@@ -398,20 +400,43 @@ impl Coordinator {
             self.apply(group, &t, i, v);
         }
         if let Some(rx) = durable {
-            rx.await.map_err(|_| Error::ShuttingDown)??;
+            // As Kafka (offsets.commit.timeout.ms, and its mapping of replication
+            // errors): a commit the replicas do not take in time is retried by the
+            // client at a coordinator that can.
+            match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(Error::NotEnoughReplicas(why) | Error::NotLeader(why)))) => {
+                    return Err(Error::CoordinatorNotAvailable(why))
+                }
+                Ok(Ok(Err(e))) => return Err(e),
+                Ok(Err(_)) => return Err(Error::ShuttingDown),
+                Err(_) => {
+                    return Err(Error::CoordinatorNotAvailable(format!(
+                        "the offsets of {group} were not replicated within {COMMIT_TIMEOUT:?}"
+                    )))
+                }
+            }
         }
         Ok(())
     }
 
     /// Appends records to the group's partition as one batch; the receiver resolves
-    /// once they are durable per the topic's flush policy.
+    /// once they are durable per the topic's flush policy (in a cluster: once the
+    /// write quorum holds them).
     fn append(&self, shard: &Shard, group: &str, mut records: Vec<Record>) -> Result<Option<DurableReceiver>> {
         let p = partition_for(group, OFFSETS_PARTITIONS);
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
         let bytes = encode_batch(&mut records, Compression::None).map_err(Error::Storage)?;
         let mut bytes = BytesMut::from(&bytes[..]);
-        let (_, durable) = Partition::append(&part, &mut bytes, crate::now_ms())?;
+        let (info, mut durable) = Partition::append(&part, &mut bytes, crate::now_ms()).map_err(|e| match e {
+            Error::NotEnoughReplicas(why) | Error::NotLeader(why) => Error::CoordinatorNotAvailable(why),
+            other => other,
+        })?;
+        if !matches!(part.borrow().role, crate::partition::Role::Solo) {
+            // Committed once the write quorum holds them, as an acks=all produce.
+            durable = Some(part.borrow_mut().wait_committed(info.last_offset.plus(1)));
+        }
         Ok(durable)
     }
 
