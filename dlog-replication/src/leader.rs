@@ -99,6 +99,22 @@ impl Leader {
         self.advance()
     }
 
+    /// Replica `node` reconciled with this leader and now ends at `log_end`: its
+    /// position is that, even if lower than an earlier acknowledgement (it restarted
+    /// and lost an unflushed tail). The high watermark never moves back; only what is
+    /// counted from now on changes.
+    pub fn reconciled(&mut self, node: NodeId, log_end: Offset) -> Result<(), AckError> {
+        if log_end > self.written {
+            return Err(AckError::PastLeader { node, log_end, leader_end: self.written });
+        }
+        if node == self.me {
+            return Err(AckError::NotAReplica(node));
+        }
+        let position = self.positions.get_mut(&node).ok_or(AckError::NotAReplica(node))?;
+        *position = Some(log_end);
+        Ok(())
+    }
+
     /// Replica `node` holds this epoch's log up to `log_end`. Returns the new high
     /// watermark if it moved.
     pub fn acknowledged(
@@ -193,6 +209,20 @@ mod tests {
         assert_eq!(l.acknowledged(n(3), LeaderEpoch(4), Offset(18)), Ok(Some(Offset(18))), "two others hold 18");
         assert!(matches!(l.acknowledged(n(3), LeaderEpoch(4), Offset(21)), Err(AckError::PastLeader { .. })));
         assert_eq!(l.appended_durably(Offset(20), Offset(20)), Some(Offset(20)));
+    }
+
+    #[test]
+    fn a_reconciled_follower_counts_from_its_new_end() {
+        let mut l = leader(2, 10);
+        l.appended(Offset(20));
+        assert_eq!(l.acknowledged(n(2), LeaderEpoch(4), Offset(15)), Ok(Some(Offset(15))));
+        // Node 2 restarts, losing its unflushed tail: it now ends at 12.
+        l.reconciled(n(2), Offset(12)).unwrap();
+        assert_eq!(l.acknowledged(n(3), LeaderEpoch(4), Offset(14)), Ok(None), "15 is not held by two now");
+        assert_eq!(l.high_watermark(), Offset(15), "the high watermark never moves back");
+        assert_eq!(l.acknowledged(n(2), LeaderEpoch(4), Offset(20)), Ok(Some(Offset(20))));
+        assert!(l.reconciled(n(3), Offset(21)).is_err());
+        assert!(l.reconciled(n(1), Offset(5)).is_err(), "not the leader itself");
     }
 
     #[test]

@@ -788,6 +788,10 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
                     match call(&shared, node, &ask).await {
                         Ok(r) if r.kind == reply::OK => {
                             next = Offset(r.offset);
+                            if let Role::Leading(l) = &mut p.borrow_mut().role {
+                                // It may hold less than it once acknowledged (a restart).
+                                let _ = l.engine.reconciled(node, next);
+                            }
                             break;
                         }
                         Ok(r) if r.kind == reply::RECONCILE => asked = r.epoch,
