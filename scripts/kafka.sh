@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka (reference broker) helper: install from Maven Central, start/stop
-# a single-node KRaft (combined broker+controller) instance.
+# a KRaft (combined broker+controller) instance: a single node by default, or one
+# node of a cluster (KAFKA_NODE_ID, KAFKA_VOTERS, KAFKA_CLUSTER_ID below).
 #
 #   scripts/kafka.sh [install]          install (cached) and print the lib dir
 #   scripts/kafka.sh start DIR PORT [CPORT]
@@ -9,11 +10,17 @@
 #                                       wait until PORT accepts connections
 #   scripts/kafka.sh stop DIR           stop the instance started in DIR
 #   scripts/kafka.sh version            print the pinned Kafka version
+#   scripts/kafka.sh cluster-id         print a fresh cluster id (for KAFKA_CLUSTER_ID)
 #
 # Environment: DLOG_CACHE_DIR (default ~/.cache/dlog), KAFKA_VERSION (pinned default),
 # KAFKA_HEAP (default 1g), KAFKA_START_TIMEOUT (seconds, default 120),
 # KAFKA_ADVERTISED_PORT (the port clients are told to use; default PORT: a test puts a
 # proxy there).
+# A node of a cluster: KAFKA_NODE_ID (default 1), KAFKA_VOTERS (controller.quorum.voters,
+# default this node alone), KAFKA_CLUSTER_ID (the same for every node; default a fresh
+# one), KAFKA_REPLICATION (replication factor of the internal topics, default 1),
+# KAFKA_EXTRA_PROPS (lines appended to server.properties), KAFKA_WAIT=0 (return at once
+# instead of waiting for PORT: a cluster's nodes listen only once a quorum runs).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
@@ -104,10 +111,11 @@ start_kafka() {
     if [[ -f "$dir/controller.port" ]]; then cport="$(cat "$dir/controller.port")"; else cport="$(free_port)"; fi
   fi
   echo "$cport" >"$dir/controller.port"
+  local node_id="${KAFKA_NODE_ID:-1}" rf="${KAFKA_REPLICATION:-1}"
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node_id
+controller.quorum.voters=${KAFKA_VOTERS:-$node_id@127.0.0.1:$cport}
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_ADVERTISED_PORT:-$port}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -115,14 +123,15 @@ inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$dir/logs
 num.partitions=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
+transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 delete.topic.enable=true
+${KAFKA_EXTRA_PROPS:-}
 PROPS
   cat >"$dir/log4j2.properties" <<'L4J'
 status = warn
@@ -137,9 +146,8 @@ L4J
   local jopts=(-Xmx"$KAFKA_HEAP" -Xms"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
                -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$dir/log4j2.properties")
   if [[ ! -f "$dir/logs/meta.properties" ]]; then
-    local uuid
-    uuid="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-    [[ -n "$uuid" ]] || die "StorageTool random-uuid failed"
+    local uuid="${KAFKA_CLUSTER_ID:-}"
+    [[ -n "$uuid" ]] || uuid="$(cluster_id)"
     # Static quorum (controller.quorum.voters): format without --standalone,
     # which is only for dynamic quorums (controller.quorum.bootstrap.servers).
     java -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" -cp "$LIB/*" \
@@ -150,6 +158,10 @@ L4J
     >"$dir/kafka.out" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/kafka.pid"
+  if [[ "${KAFKA_WAIT:-1}" == 0 ]]; then
+    log "Kafka $KAFKA_VERSION node $node_id started: pid $pid, port $port (not waited for), dir $dir"
+    return 0
+  fi
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   until port_open 127.0.0.1 "$port"; do
     if ! pid_alive "$pid"; then
@@ -165,6 +177,14 @@ L4J
     sleep 0.2
   done
   log "Kafka $KAFKA_VERSION running: pid $pid, bootstrap 127.0.0.1:$port, dir $dir"
+}
+
+cluster_id() {
+  install_kafka >/dev/null
+  local uuid
+  uuid="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+  [[ -n "$uuid" ]] || die "StorageTool random-uuid failed"
+  echo "$uuid"
 }
 
 pid_alive() { # a zombie (exited, not yet reaped) counts as gone
@@ -204,6 +224,7 @@ case "$cmd" in
   start) shift; start_kafka "$@" ;;
   stop) shift; stop_kafka "$@" ;;
   version) echo "$KAFKA_VERSION" ;;
+  cluster-id) cluster_id ;;
   lib) echo "$LIB" ;;
-  *) die "unknown command '$cmd' (expected install|start|stop|version|lib)" ;;
+  *) die "unknown command '$cmd' (expected install|start|stop|version|cluster-id|lib)" ;;
 esac

@@ -27,7 +27,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use serde::Serialize;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -38,6 +38,8 @@ enum Mode {
     Produce,
     Consume,
     Both,
+    /// Print the topic's partitions (leader, replicas, ISR) and the brokers as JSON; no load.
+    Metadata,
 }
 
 #[derive(Debug, Parser)]
@@ -52,6 +54,17 @@ struct Args {
     /// Partitions of the created topic; records go round-robin over them.
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Replication factor of the created topic.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// A config of the created topic, KEY=VALUE (repeatable), e.g. min.insync.replicas=2.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    topic_configs: Vec<String>,
+    /// Write one line per measured record to this file: partition, the wall-clock times
+    /// (Unix microseconds) at which librdkafka accepted it and reported its delivery, and
+    /// 1 if it was acknowledged (0 if it failed). For failover measurements.
+    #[arg(long, value_name = "FILE")]
+    ack_log: Option<std::path::PathBuf>,
     /// Bytes of each record value (records have no key).
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
@@ -166,7 +179,14 @@ struct Ctx {
     acked: AtomicU64,
     delivery_errors: AtomicU64,
     first_delivery_error: Mutex<Option<String>>,
+    /// Wall-clock time of `base`, Unix microseconds (for `--ack-log`).
+    base_unix_us: u64,
+    /// Per-record outcomes, kept only with `--ack-log`.
+    ack_log: Option<Mutex<Vec<AckEntry>>>,
 }
+
+/// One record's outcome for `--ack-log`: partition, accepted and delivered at (Unix us), acked.
+type AckEntry = (i32, u64, u64, bool);
 
 const MAX_KEPT_ERRORS: usize = 20;
 
@@ -181,7 +201,18 @@ impl Ctx {
             acked: AtomicU64::new(0),
             delivery_errors: AtomicU64::new(0),
             first_delivery_error: Mutex::new(None),
+            base_unix_us: unix_micros(),
+            ack_log: None,
         })
+    }
+
+    fn with_ack_log(mut self, on: bool) -> Ctx {
+        self.ack_log = on.then(|| Mutex::new(Vec::new()));
+        self
+    }
+
+    fn unix_us(&self, ns: usize) -> u64 {
+        self.base_unix_us + (ns / 1000) as u64
     }
 
     fn note(&self, msg: String) {
@@ -218,6 +249,13 @@ impl ProducerContext for Ctx {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
+        if let Some(log) = &self.ack_log {
+            let (partition, ok) = match result {
+                Ok(m) => (m.partition(), true),
+                Err((_, m)) => (m.partition(), false),
+            };
+            log.lock().unwrap().push((partition, self.unix_us(sent_ns), self.unix_us(self.now_ns()), ok));
+        }
         match result {
             Ok(_) => {
                 let micros = (self.now_ns().saturating_sub(sent_ns) / 1000).max(1) as u64;
@@ -232,6 +270,10 @@ impl ProducerContext for Ctx {
             }
         }
     }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or_default()
 }
 
 fn main() -> ExitCode {
@@ -271,12 +313,16 @@ fn run(args: Args) -> anyhow::Result<bool> {
         format!("dlog-bench-{}-{millis}", std::process::id())
     });
     let ctx_quiet = args.json;
+    if args.mode == Mode::Metadata {
+        print_metadata(&args, args.topic.as_deref())?;
+        return Ok(true);
+    }
 
     let admin: AdminClient<Ctx> =
         base_config(&args).create_with_context(Ctx::new(ctx_quiet)?).context("creating the admin client")?;
     let created = args.mode != Mode::Consume && !args.no_create;
     if created {
-        create_topic(&admin, &topic, args.partitions)?;
+        create_topic(&admin, &topic, &args)?;
     }
 
     let result = measure(&args, &topic);
@@ -337,9 +383,14 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures_executor::block_on(f)
 }
 
-fn create_topic(admin: &AdminClient<Ctx>, topic: &str, partitions: i32) -> anyhow::Result<()> {
+fn create_topic(admin: &AdminClient<Ctx>, topic: &str, args: &Args) -> anyhow::Result<()> {
+    let partitions = args.partitions;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(args.replication_factor));
+    for kv in &args.topic_configs {
+        let (key, value) = kv.split_once('=').with_context(|| format!("--topic-config {kv:?}: expected KEY=VALUE"))?;
+        new = new.set(key, value);
+    }
     let results = block_on(admin.create_topics([&new], &opts)).context("CreateTopics")?;
     for r in results {
         match r {
@@ -367,6 +418,32 @@ fn create_topic(admin: &AdminClient<Ctx>, topic: &str, partitions: i32) -> anyho
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// One JSON object: the brokers, and each partition's leader, replicas and ISR (of
+/// `topic`, or of no topic).
+fn print_metadata(args: &Args, topic: Option<&str>) -> anyhow::Result<()> {
+    let consumer: BaseConsumer<Ctx> =
+        base_config(args).create_with_context(Ctx::new(true)?).context("creating the metadata client")?;
+    let md = consumer.fetch_metadata(topic, Duration::from_secs(10)).context("Metadata")?;
+    let brokers: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    let partitions: Vec<serde_json::Value> = md
+        .topics()
+        .iter()
+        .filter(|t| Some(t.name()) == topic)
+        .flat_map(|t| t.partitions())
+        .map(|p| {
+            serde_json::json!({
+                "partition": p.id(),
+                "leader": p.leader(),
+                "replicas": p.replicas(),
+                "isr": p.isr(),
+                "error": p.error().map(|e| format!("{e:?}")),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::json!({ "topic": topic, "brokers": brokers, "partitions": partitions }));
+    Ok(())
 }
 
 fn delete_topic(admin: &AdminClient<Ctx>, topic: &str) -> anyhow::Result<()> {
@@ -403,7 +480,7 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
         // A neutral client: plain produce requests, no idempotence/transactions, which a
         // broker under test may not implement.
         .set("enable.idempotence", "false")
-        .create_with_context(Ctx::new(args.json)?)
+        .create_with_context(Ctx::new(args.json)?.with_ack_log(args.ack_log.is_some()))
         .context("creating the producer")?;
     // Warm up: metadata (and the connection) before the clock starts.
     producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)).context("producer metadata")?;
@@ -501,8 +578,21 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
         },
     };
     drop(hist);
+    if let (Some(path), Some(log)) = (&args.ack_log, &ctx.ack_log) {
+        write_ack_log(path, &log.lock().unwrap()).with_context(|| format!("writing {}", path.display()))?;
+    }
     let errors = ctx.errors.lock().unwrap().clone();
     Ok((stats, errors))
+}
+
+fn write_ack_log(path: &std::path::Path, entries: &[AckEntry]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "# partition accepted_unix_us delivered_unix_us acked")?;
+    for (partition, sent, done, ok) in entries {
+        writeln!(out, "{partition} {sent} {done} {}", u8::from(*ok))?;
+    }
+    out.flush()
 }
 
 /// A freshly created topic is not always ready to ack promptly: Apache Kafka, for one,
@@ -556,6 +646,9 @@ fn probe_until_ready(
     ctx.delivery_errors.store(0, Ordering::Relaxed);
     *ctx.first_delivery_error.lock().unwrap() = None;
     ctx.hist.lock().unwrap().reset();
+    if let Some(log) = &ctx.ack_log {
+        log.lock().unwrap().clear();
+    }
     Ok((acked, start.elapsed()))
 }
 
