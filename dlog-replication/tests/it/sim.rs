@@ -18,7 +18,8 @@
 //!   opening its epoch (value `None`) and leads (`Leader`), pushing to every follower
 //!   (`Follower::on_push`: append, held, gap, reconcile or fenced) every tick. Reconciling
 //!   truncates at `truncation_point` and asks again while the log does not end in the
-//!   answered epoch (KIP-279); following an epoch seals it (persisted). Only the epoch's
+//!   answered epoch (KIP-279); following an epoch seals it (persisted), and the leader
+//!   counts the follower from its new end (`Leader::reconciled`). Only the epoch's
 //!   leader answers a follower's question, and only the answer to the question the
 //!   follower would ask now counts (an answer to one asked before a crash does not).
 //! - **write caching**: with it, a replica counts records as held once appended;
@@ -236,6 +237,12 @@ enum Msg {
         records: Vec<Record>,
     },
     PushAck {
+        epoch: LeaderEpoch,
+        log_end: Offset,
+    },
+    /// A follower finished reconciling with the epoch's leader and now ends at
+    /// `log_end`, possibly below what it acknowledged before a crash.
+    Reconciled {
         epoch: LeaderEpoch,
         log_end: Offset,
     },
@@ -725,7 +732,10 @@ impl World {
         let offset = end(&n.log);
         n.log.push(Record { offset, epoch, value: Some(value) });
         n.follower.appended(epoch, end(&n.log));
-        let moved = if caching { l.leader.appended(end(&n.log)) } else { None };
+        // Without caching the leader counts only its fsynced part, but followers may hold
+        // (and fsync) up to its log end (the server's `appended_durably`).
+        let moved =
+            if caching { l.leader.appended(end(&n.log)) } else { l.leader.appended_durably(end(&n.log), l.counted) };
         if caching {
             l.counted = end(&n.log);
         }
@@ -833,6 +843,16 @@ impl World {
                     self.high_watermark_moved(to, epoch, hw);
                 }
             }
+            Msg::Reconciled { epoch, log_end } => {
+                // As the server: the follower counts from its new end, which may be
+                // below an acknowledgement it gave before it restarted.
+                let Role::Lead(l) = &mut self.node(to).role else { return };
+                if l.leader.epoch() != epoch {
+                    return;
+                }
+                l.next.insert(from, log_end);
+                l.leader.reconciled(from, log_end).expect("a replica reconciles up to the leader's log at most");
+            }
             Msg::Resend { epoch, from: at } => {
                 let Role::Lead(l) = &mut self.node(to).role else { return };
                 if l.leader.epoch() == epoch {
@@ -918,7 +938,7 @@ impl World {
                 }
                 let caching = self.plan.write_caching;
                 let log_end = self.node(to).held(caching);
-                self.send(to, from, Msg::PushAck { epoch, log_end });
+                self.send(to, from, Msg::Reconciled { epoch, log_end });
             }
             _ => {}
         }
