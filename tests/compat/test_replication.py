@@ -1,7 +1,8 @@
 """Partition replication under failures, with real processes: kill -9 of leaders and
 followers under acks=all load, a CP topic that must refuse writes without its quorums
 and heal, an AP topic that must stay writable, a whole-cluster crash with and without
-write caching, and a network partition isolating a leader (network namespaces).
+write caching, a network partition isolating a leader (network namespaces), and a
+consumer detecting the log truncation of an unclean (AP) failover (KIP-320).
 
 Every test runs `checker.Checker` (a producer recording each send and its outcome) and
 rereads the log at the end: no acknowledged record may be lost, moved, duplicated or
@@ -13,9 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -477,3 +481,463 @@ def describe_at(bootstrap: str) -> dict:
         return a.describe_cluster()
     finally:
         a.close()
+
+
+# --- f. a consumer detects the truncation of an unclean failover (KIP-320) -------------------
+
+JAVA_TRUNCATION = r"""import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.LogTruncationException;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+
+/** Two consumers of partition 0 (auto.offset.reset earliest and none): each reads
+ * `ready` records, says so, then reads on; one JSON line per event on stdout. */
+public class Truncation {
+    static String q(Object s) {
+        String e = String.valueOf(s).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", " ");
+        return "\"" + e + "\"";
+    }
+
+    public static void main(String[] args) {
+        String bootstrap = args[0], topic = args[1];
+        int ready = Integer.parseInt(args[2]), after = Integer.parseInt(args[3]);
+        long deadline = System.currentTimeMillis() + Long.parseLong(args[4]) * 1000;
+        TopicPartition tp = new TopicPartition(topic, 0);
+        Map<String, KafkaConsumer<String, String>> consumers = new LinkedHashMap<>();
+        Map<String, Integer> read = new LinkedHashMap<>();
+        for (String reset : new String[] {"earliest", "none"}) {
+            Properties p = new Properties();
+            p.put("bootstrap.servers", bootstrap);
+            p.put("enable.auto.commit", "false");
+            p.put("auto.offset.reset", reset);
+            p.put("key.deserializer", StringDeserializer.class.getName());
+            p.put("value.deserializer", StringDeserializer.class.getName());
+            p.put("fetch.max.wait.ms", "100");
+            p.put("metadata.max.age.ms", "1000");
+            p.put("reconnect.backoff.max.ms", "500");
+            p.put("request.timeout.ms", "5000");
+            p.put("default.api.timeout.ms", "10000");
+            KafkaConsumer<String, String> c = new KafkaConsumer<>(p);
+            c.assign(List.of(tp));
+            c.seek(tp, 0);
+            consumers.put(reset, c);
+            read.put(reset, 0);
+        }
+        List<String> done = new ArrayList<>();
+        while (System.currentTimeMillis() < deadline && done.size() < consumers.size()) {
+            for (Map.Entry<String, KafkaConsumer<String, String>> e : consumers.entrySet()) {
+                String reset = e.getKey();
+                if (done.contains(reset)) continue;
+                try {
+                    for (ConsumerRecord<String, String> r : e.getValue().poll(Duration.ofMillis(100))) {
+                        int n = read.merge(reset, 1, Integer::sum);
+                        if (n > ready) {
+                            System.out.println("{\"reset\":" + q(reset) + ",\"offset\":" + r.offset()
+                                + ",\"value\":" + q(r.value()) + ",\"epoch\":" + r.leaderEpoch().orElse(-1) + "}");
+                        }
+                        if (n == ready) {
+                            System.out.println("{\"reset\":" + q(reset) + ",\"ready\":" + e.getValue().position(tp)
+                                + "}");
+                        }
+                        if (n == ready + after) done.add(reset);
+                    }
+                } catch (LogTruncationException t) {
+                    System.out.println("{\"reset\":" + q(reset) + ",\"error\":" + q(t.getClass().getSimpleName())
+                        + ",\"message\":" + q(t.getMessage()) + ",\"divergent\":" + q(t.divergentOffsets()) + "}");
+                    done.add(reset);
+                } catch (RuntimeException t) {
+                    System.out.println("{\"reset\":" + q(reset) + ",\"error\":" + q(t.getClass().getSimpleName())
+                        + ",\"message\":" + q(t.getMessage()) + "}");
+                }
+                System.out.flush();
+            }
+        }
+        consumers.values().forEach(KafkaConsumer::close);
+    }
+}
+"""
+
+
+def java_classpath() -> str | None:
+    """kafka-clients' classpath as tests/clients/java/build.sh left it, if it ran."""
+    cache = Path(os.environ.get("DLOG_CACHE_DIR") or Path.home() / ".cache" / "dlog")
+    f = cache / "clients" / "java-build" / "classpath.txt"
+    return f.read_text().strip() if f.exists() and shutil.which("java") else None
+
+
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] == "T"
+
+
+def test_consumer_detects_log_truncation_after_an_unclean_failover(cluster3, tmp_path):
+    """An AP topic (W=1, R=1): both followers are frozen (SIGSTOP, so they miss records
+    without restarting), the leader acknowledges N records alone and consumers read them
+    all; then the leader is killed, the followers thawed, and one of them leads without
+    those records. The consumers must notice (KIP-320: on the new leader epoch they
+    validate their position with OffsetForLeaderEpoch, which answers where the epoch of
+    their last record ends in the new leader's log) and read the records the new leader
+    writes at the offsets they had already passed, instead of silently skipping them.
+    Without a reset policy the truncation is an error: librdkafka (auto.offset.reset=error)
+    and kafka-python (auto_offset_reset=none, LogTruncationError), and the Java client
+    (auto.offset.reset=none, LogTruncationException; run when tests/clients/java/build.sh
+    has fetched kafka-clients, as a single-file Java program)."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as TP
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.protocol.consumer.offsets import OffsetForLeaderEpochRequest
+
+    nodes = cluster3
+    wait_formed(nodes, 3)
+    topic, before, lost_n, after_n = "unclean", 5, 20, 5
+    ps = create(nodes[1].bootstrap, topic, write_quorum=1, read_quorum=1)
+    leader, replicas = ps[0][0], ps[0][1]
+    followers = [i for i in nodes if i != leader]
+    assert len(replicas) == 3, ps
+    t_kill = None
+
+    def since_kill():
+        return round(time.monotonic() - t_kill, 3) if t_kill else None
+
+    def produce(bootstrap: str, values: list[str]) -> list[tuple[int, str]]:
+        """acks=all, one at a time, no idempotence (an unclean failover loses the
+        producer's last sequence numbers): [(offset, value)] as acknowledged."""
+        got = []
+        p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
+                      "enable.idempotence": False, "message.timeout.ms": 10000, "request.timeout.ms": 5000,
+                      "linger.ms": 0})
+        for v in values:
+            p.produce(topic, value=v.encode(), partition=0,
+                      on_delivery=lambda err, msg: got.append((err.name() if err else msg.offset(),
+                                                               msg.value().decode())))
+            p.flush(15)
+        assert all(isinstance(o, int) for o, _ in got) and len(got) == len(values), f"not all acknowledged: {got}"
+        return got
+
+    librdkafka_said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            line = record.getMessage()
+            if any(w in line for w in ("VALIDAT", "OFFSETVALID", "truncation", "eek", "FENCED", "UNKNOWN_LEADER")):
+                librdkafka_said.append(line)
+
+    log = logging.getLogger("rdkafka-unclean")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Keep())
+    log.propagate = False
+
+    def ck_consumer(name: str, reset: str, debug: bool = False) -> Consumer:
+        # assign(), no group membership; auto.offset.reset=earliest so that a reset by
+        # policy (instead of a validated re-position) shows up as records read twice
+        conf = {"bootstrap.servers": bootstraps(nodes), "broker.address.family": "v4", "group.id": name,
+                "enable.auto.commit": False, "auto.offset.reset": reset, "fetch.wait.max.ms": 100,
+                "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500}
+        if debug:
+            conf.update({"debug": "fetch,topic", "logger": log})
+        c = Consumer(conf)
+        c.assign([TP(topic, 0, 0)])
+        return c
+
+    def ck_read(c: Consumer, want: int, timeout: float, errors: list) -> list[tuple[int, str, int]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < want and time.monotonic() < deadline:
+            m = c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                errors.append((since_kill(), m.error().name(), str(m.error())))
+                continue
+            out.append((m.offset(), m.value().decode(), m.leader_epoch()))
+        return out
+
+    def kp_consumer(reset: str) -> KafkaConsumer:
+        # kafka-python's consumer validates positions as the Java one does (KIP-320):
+        # LogTruncationError without a reset policy, else a seek to the divergence
+        c = KafkaConsumer(bootstrap_servers=bootstraps(nodes).split(","), enable_auto_commit=False,
+                          auto_offset_reset=reset, fetch_max_wait_ms=100, metadata_max_age_ms=1000,
+                          reconnect_backoff_max_ms=500, request_timeout_ms=5000)
+        c.assign([KTP(topic, 0)])
+        c.seek(KTP(topic, 0), 0)
+        return c
+
+    def kp_read(c: KafkaConsumer, want: int, timeout: float, errors: list,
+                until_error: bool = False) -> list[tuple[int, str, int]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < want and time.monotonic() < deadline and not (until_error and errors):
+            try:
+                for recs in c.poll(timeout_ms=100).values():
+                    out += [(r.offset, r.value.decode(), r.leader_epoch) for r in recs]
+            except Exception as e:  # noqa: BLE001 - recorded and asserted on
+                errors.append((since_kill(), type(e).__name__, str(e)))
+        return out
+
+    def epoch_end(node: int, current: int, wanted: int) -> tuple[int, int, int]:
+        """A consumer's OffsetForLeaderEpoch at `node`: (error, epoch, end offset)."""
+        part = OffsetForLeaderEpochRequest.OffsetForLeaderTopic.OffsetForLeaderPartition
+        req = OffsetForLeaderEpochRequest(replica_id=-1, topics=[
+            (topic, [part(partition=0, current_leader_epoch=current, leader_epoch=wanted)])])
+        a = KafkaAdminClient(bootstrap_servers=nodes[node].bootstrap, request_timeout_ms=5000)
+        try:
+            async def send():
+                return await a._manager.send(req, node_id=node)
+
+            r = a._manager.run(send).topics[0].partitions[0]
+            return r.error_code, r.leader_epoch, r.end_offset
+        finally:
+            a.close()
+
+    first = produce(nodes[leader].bootstrap, [f"before-{i}" for i in range(before)])
+    # every replica holds the first records (the leader acknowledges alone, W=1)
+    wait_for(lambda: all(all(v.encode() in segment_bytes(nodes[f].workdir / f"data{f}", topic) for _, v in first)
+                         for f in followers), 15, "the followers to hold the first records", 0.1)
+    consumers, java_out, java = [], [], None
+    cp = java_classpath()
+    if cp:
+        (tmp_path / "Truncation.java").write_text(JAVA_TRUNCATION)
+        with open(tmp_path / "java.log", "w") as java_log:
+            java = subprocess.Popen(
+                ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m",
+                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                 "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.clients.consumer.internals.SubscriptionState=info",
+                 "-cp", cp, str(tmp_path / "Truncation.java"), bootstraps(nodes), topic, str(before + lost_n),
+                 str(after_n), "120"],
+                stdout=subprocess.PIPE, stderr=java_log, text=True)
+        java_reader = threading.Thread(target=lambda: java_out.extend(json.loads(line) for line in java.stdout),
+                                       daemon=True)
+        java_reader.start()
+    try:
+        reader = ck_consumer("unclean-reader", "earliest", debug=True)
+        strict = ck_consumer("unclean-strict", "error")
+        consumers += [reader, strict]
+        kp, kp_strict = kp_consumer("earliest"), kp_consumer("none")
+        consumers += [kp, kp_strict]
+        errs, strict_errs, kp_errs, kp_strict_errs = [], [], [], []
+
+        def read_all(values):
+            got = ck_read(reader, len(values), 30, errs)
+            assert [(o, v) for o, v, _ in got] == values, (got, errs)
+            assert [(o, v) for o, v, _ in ck_read(strict, len(values), 30, strict_errs)] == values, strict_errs
+            for c, e in ((kp, kp_errs), (kp_strict, kp_strict_errs)):
+                assert [(o, v) for o, v, _ in kp_read(c, len(values), 30, e)] == values, e
+            return got
+
+        read_all(first)
+        try:
+            for f in followers:
+                os.kill(nodes[f].proc.pid, signal.SIGSTOP)
+            for f in followers:
+                wait_for(lambda: stopped(nodes[f].proc.pid), 5, f"node {f} to stop", 0.01)
+            t_stop = time.monotonic()
+            lost = produce(nodes[leader].bootstrap, [f"lost-{i}" for i in range(lost_n)])
+            acked_alone = time.monotonic() - t_stop
+            old_epoch = read_all(lost)[-1][2]
+            if java:
+                wait_for(lambda: len([j for j in java_out if "ready" in j]) == 2 or java.poll() is not None, 90,
+                         "the Java consumers to read every record", 0.1)
+                assert [j["ready"] for j in java_out if "ready" in j] == [lost[-1][0] + 1] * 2, java_out
+            position = reader.position([TP(topic, 0)])[0].offset
+            assert position == lost[-1][0] + 1, position
+            for f in followers:
+                assert not any(v.encode() in segment_bytes(nodes[f].workdir / f"data{f}", topic) for _, v in lost), (
+                    f"frozen follower {f} holds records written while it was stopped")
+            t_kill = time.monotonic()
+            nodes[leader].kill()
+        finally:
+            for f in followers:
+                os.kill(nodes[f].proc.pid, signal.SIGCONT)
+
+        survivors = bootstraps(nodes, followers)
+        elected = wait_for(lambda: new_leader(survivors, topic, 0, [leader]), 60, "a thawed follower to lead", 0.1)
+        t_elected = since_kill()
+        new = produce(survivors, [f"new-{i}" for i in range(after_n)])
+        t_new = since_kill()
+        assert new[-1][0] < position, f"the new leader's offsets {new} should be below the consumer's {position}"
+
+        # the same consumers keep polling
+        again = ck_read(reader, after_n, 30, errs)
+        t_read = since_kill()
+        strict_got = []
+        deadline = time.monotonic() + 15
+        while not any("truncation" in e[2] for e in strict_errs) and time.monotonic() < deadline:
+            strict_got += ck_read(strict, 1, 0.2, strict_errs)
+        strict_got += ck_read(strict, 1, 1, strict_errs)
+        kp_again = kp_read(kp, after_n, 30, kp_errs)
+        kp_strict_got = kp_read(kp_strict, 1, 15, kp_strict_errs, until_error=True)
+        if java:
+            try:
+                java.wait(60)
+            except subprocess.TimeoutExpired:
+                pass  # killed below; the assertions tell what it missed
+    finally:
+        for c in consumers:
+            c.close()
+        if java:
+            if java.poll() is None:
+                java.kill()
+                java.wait()
+            java_reader.join(10)
+            java.stdout.close()
+    final = read_log(survivors, topic, 1)[0]
+
+    print(f"\n[f] leader {leader} acknowledged {lost_n} records alone in {acked_alone:.3f}s with followers "
+          f"{followers} frozen (offsets {lost[0][0]}..{lost[-1][0]}, epoch {old_epoch}); killed it with the "
+          f"consumers at {position}; {elected} named leader after {t_elected:.3f}s, {after_n} new records "
+          f"acknowledged at offsets {[o for o, _ in new]} after {t_new:.3f}s; librdkafka read {again} by "
+          f"{t_read:.3f}s (errors {errs}); librdkafka with auto.offset.reset=error: errors {strict_errs}, records "
+          f"{strict_got}; kafka-python read {kp_again} (errors {kp_errs}); kafka-python with "
+          f"auto_offset_reset=none: errors {kp_strict_errs}, records {kp_strict_got}")
+    print("[f] librdkafka's debug log:\n    " + "\n    ".join(librdkafka_said)[-6000:])
+    print(f"[f] final log: {final}")
+    if java:
+        said = [line for line in (tmp_path / "java.log").read_text().splitlines() if "runcat" in line]
+        print(f"[f] Java consumers: {java_out}; logged: {said}")
+    else:
+        print("[f] no Java consumer: tests/clients/java/build.sh has not fetched kafka-clients")
+    assert [(o, v) for o, v, _ in again] == new, (
+        f"the consumer did not re-position to the new leader's records {new} (truncation undetected?): "
+        f"got {again}, errors {errs}")
+    assert all(e > old_epoch for _, _, e in again), again
+    # librdkafka reports it as a failed reset: _AUTO_OFFSET_RESET, "Partition log
+    # truncation detected at offset <position> (leader epoch <e>): broker end offset is ..."
+    assert [e for e in strict_errs if e[1] in ("_LOG_TRUNCATION", "_AUTO_OFFSET_RESET")
+            and "log truncation detected" in e[2]], f"no truncation error for auto.offset.reset=error: {strict_errs}"
+    assert not strict_got, f"the consumer with auto.offset.reset=error read on past a truncation: {strict_got}"
+    assert [(o, v) for o, v, _ in kp_again] == new, f"kafka-python did not re-position: {kp_again}, {kp_errs}"
+    assert [e for e in kp_strict_errs if e[1] == "LogTruncationError"], f"no LogTruncationError: {kp_strict_errs}"
+    assert not kp_strict_got, f"kafka-python without a reset policy read on past a truncation: {kp_strict_got}"
+    if java:
+        assert [(j["offset"], j["value"]) for j in java_out if j["reset"] == "earliest" and "offset" in j] == new, (
+            f"the Java consumer did not re-position: {java_out}")
+        truncation = [j for j in java_out if j["reset"] == "none" and j.get("error") == "LogTruncationException"]
+        assert truncation and f"offset={new[0][0] - 1}" in truncation[0]["divergent"], java_out
+        assert not [j for j in java_out if j["reset"] == "none" and "offset" in j], java_out
+
+    # what the consumers asked, answered by the new leader from its leader-epoch cache
+    epoch = again[0][2]
+    answers = {(c, w): epoch_end(elected, c, w)
+               for c, w in ((epoch, old_epoch), (epoch, epoch), (old_epoch, old_epoch), (epoch + 1, old_epoch))}
+    print(f"[f] OffsetForLeaderEpoch at {elected} (current epoch, epoch) -> (error, epoch, end offset): {answers}")
+    assert answers[epoch, old_epoch] == (0, old_epoch, new[0][0] - 1), answers  # where `epoch` starts
+    assert answers[epoch, epoch] == (0, epoch, new[-1][0] + 1), answers
+    assert answers[old_epoch, old_epoch][0] == 74, answers  # FENCED_LEADER_EPOCH
+    assert answers[epoch + 1, old_epoch][0] == 75, answers  # UNKNOWN_LEADER_EPOCH
+
+    # the log is what the followers had, then the new records; offsets only skip the
+    # LeaderChange control batches that open each epoch (invisible to clients)
+    assert final == first + new, final
+    offsets = [o for o, _ in final]
+    assert offsets == list(range(offsets[0], offsets[0] + before)) + list(range(new[0][0], new[0][0] + after_n))
+    assert 1 <= new[0][0] - first[-1][0] - 1 <= 3, f"more than a few control batches between {first} and {new}"
+
+
+def test_no_false_truncation_while_a_new_leader_recovers(cluster5):
+    """The converse of the test above: a CP topic (W=2, R=2) loses nothing in a clean
+    failover, so no consumer may be told its log was truncated. The new leader is
+    made to start without the last records (it was frozen while they were written)
+    and to stay in recovery (the replica that has them is frozen too) while the
+    consumers, which read every record, validate their position: until it holds them
+    it must not answer OffsetForLeaderEpoch from its short log."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as TP
+
+    nodes = cluster5
+    controller = wait_formed(nodes, 5)
+    replicas = [i for i in nodes if i != controller][:3]
+    topic = "opening"
+    ps = create(nodes[controller].bootstrap, topic, assignment=[replicas], write_quorum=2, read_quorum=2)
+    leader = ps[0][0]
+    a, b = [r for r in replicas if r != leader]
+
+    def produce(bootstrap: str, values: list[str]) -> list[tuple[int, str]]:
+        got = []
+        p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
+                      "enable.idempotence": False, "message.timeout.ms": 10000, "request.timeout.ms": 5000})
+        for v in values:
+            p.produce(topic, value=v.encode(), partition=0,
+                      on_delivery=lambda err, msg: got.append((err.name() if err else msg.offset(),
+                                                               msg.value().decode())))
+            p.flush(15)
+        assert all(isinstance(o, int) for o, _ in got) and len(got) == len(values), f"not all acknowledged: {got}"
+        return got
+
+    def consumer(name: str, reset: str) -> Consumer:
+        c = Consumer({"bootstrap.servers": bootstraps(nodes), "broker.address.family": "v4", "group.id": name,
+                      "enable.auto.commit": False, "auto.offset.reset": reset, "fetch.wait.max.ms": 100,
+                      "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500})
+        c.assign([TP(topic, 0, 0)])
+        return c
+
+    def read(c: Consumer, want: int, timeout: float, errors: list) -> list[tuple[int, str]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < want and time.monotonic() < deadline:
+            m = c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                errors.append((m.error().name(), str(m.error())))
+                continue
+            out.append((m.offset(), m.value().decode()))
+        return out
+
+    def freeze(node: int):
+        os.kill(nodes[node].proc.pid, signal.SIGSTOP)
+        wait_for(lambda: stopped(nodes[node].proc.pid), 5, f"node {node} to stop", 0.01)
+
+    first = produce(nodes[leader].bootstrap, [f"first-{i}" for i in range(5)])
+    reader, strict = consumer("opening-reader", "earliest"), consumer("opening-strict", "error")
+    errs, strict_errs = [], []
+    frozen = []
+    try:
+        assert read(reader, 5, 30, errs) == first and read(strict, 5, 30, strict_errs) == first
+        freeze(a)
+        frozen.append(a)
+        later = produce(nodes[leader].bootstrap, [f"later-{i}" for i in range(10)])  # the leader and b
+        assert read(reader, 10, 30, errs) == later and read(strict, 10, 30, strict_errs) == later
+        position = later[-1][0] + 1
+        freeze(b)
+        frozen.append(b)
+        time.sleep(1)  # b's session is fenced: a will be the only live replica
+        t_kill = time.monotonic()
+        nodes[leader].kill()
+        os.kill(nodes[a].proc.pid, signal.SIGCONT)
+        frozen.remove(a)
+        others = bootstraps(nodes, [i for i in nodes if i != leader])
+        wait_for(lambda: new_leader(others, topic, 0, [leader]) == a, 30, f"{a} to be named leader", 0.1)
+        named = time.monotonic() - t_kill
+        # a cannot open its epoch without b (R=2): the consumers validate meanwhile
+        during = read(reader, 1, 4, errs), read(strict, 1, 4, strict_errs)
+        t_thaw = time.monotonic()
+        os.kill(nodes[b].proc.pid, signal.SIGCONT)
+        frozen.remove(b)
+        new = produce(others, [f"new-{i}" for i in range(3)])
+        after = read(reader, 3, 30, errs)
+        strict_after = read(strict, 3, 15, strict_errs)
+        final = read_log(others, topic, 1)[0]
+    finally:
+        for f in frozen:
+            os.kill(nodes[f].proc.pid, signal.SIGCONT)
+        reader.close()
+        strict.close()
+    print(f"\n[g] leader {leader} killed with the consumers at {position}; {a} (without offsets "
+          f"{later[0][0]}..{later[-1][0]}) named leader after {named:.3f}s and kept recovering while {b} was frozen; "
+          f"read meanwhile {during}; after thawing {b}: new records at {[o for o, _ in new]} "
+          f"({time.monotonic() - t_thaw:.3f}s), the consumer read {after} (errors {errs}), the one with "
+          f"auto.offset.reset=error read {strict_after} (errors {strict_errs})")
+    assert final == first + later + new, final
+    assert not [e for e in errs + strict_errs if "truncation" in e[1].lower()], (
+        f"a consumer was told of a truncation that did not happen: {errs + strict_errs}")
+    assert during == ([], []), during
+    assert after == new, f"the consumer re-read or skipped records: {after}, expected {new}"
+    assert strict_after == new, f"{strict_after}, {strict_errs}"
