@@ -6,25 +6,28 @@
 //! encoding (offset commit key v1 with value v3; group metadata key v2 with value v3;
 //! a null value deletes), appended through the normal partition log. A shard replays a
 //! partition the first time one of its groups is used after start, so commits and the
-//! last Stable generation survive a crash or restart.
+//! last Stable generation survive a crash or restart. In a cluster it replays it again
+//! in every leader epoch it leads it in (another node may have written it meanwhile),
+//! and only once that epoch's opening batch is committed: then its high watermark
+//! covers every commit the partition's earlier leaders acknowledged.
 //!
 //! Offsets of a group without members expire `offsets.retention.minutes` after the
 //! group became empty (after their commit, for groups that never had members), as in
 //! Kafka (KIP-211); a group left with neither members nor offsets is forgotten.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use dlog_core::{Error, Offset, Result, TopicPartition};
+use dlog_core::{Error, LeaderEpoch, Offset, Result, TopicPartition};
 use dlog_protocol::records::{decode_records, encode_batch, new_record, Compression, Record};
 use tokio::sync::oneshot;
 
 use super::state::{
     Group, GroupConfig, GroupSnapshot, Join, JoinResult, MemberSnapshot, Output, Sync, SyncResult, Token,
 };
-use crate::partition::{DurableReceiver, Partition};
+use crate::partition::{DurableReceiver, Partition, Role};
 use crate::shard::Shard;
 
 /// The internal topic holding committed offsets, as Kafka names it.
@@ -62,7 +65,8 @@ pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 type JoinReply = std::result::Result<JoinResult, (Error, String)>;
 
 enum Waiter {
-    Join(oneshot::Sender<JoinReply>),
+    /// With the member id the request came with.
+    Join(oneshot::Sender<JoinReply>, String),
     Sync(oneshot::Sender<Result<SyncResult>>),
 }
 
@@ -96,9 +100,11 @@ pub struct Coordinator {
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     /// Wall-clock ms at which each memberless group (that had members) became empty.
     empty_since: RefCell<HashMap<String, i64>>,
-    waiting: RefCell<HashMap<Token, Waiter>>,
+    /// Requests waiting for a rebalance, each with its group.
+    waiting: RefCell<HashMap<Token, (String, Waiter)>>,
     next_token: Cell<Token>,
-    loaded: RefCell<HashSet<i32>>,
+    /// The offsets partitions replayed, each with the leader epoch it was replayed in.
+    loaded: RefCell<HashMap<i32, LeaderEpoch>>,
     clock: tokio::time::Instant,
 }
 
@@ -117,7 +123,7 @@ impl Coordinator {
             empty_since: RefCell::new(HashMap::new()),
             waiting: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
-            loaded: RefCell::new(HashSet::new()),
+            loaded: RefCell::new(HashMap::new()),
             clock: tokio::time::Instant::now(),
         }
     }
@@ -138,12 +144,12 @@ impl Coordinator {
         for o in outputs {
             match o {
                 Output::Join(t, r) => {
-                    if let Some(Waiter::Join(tx)) = waiting.remove(&t) {
+                    if let Some((_, Waiter::Join(tx, _))) = waiting.remove(&t) {
                         let _ = tx.send(r);
                     }
                 }
                 Output::Sync(t, r) => {
-                    if let Some(Waiter::Sync(tx)) = waiting.remove(&t) {
+                    if let Some((_, Waiter::Sync(tx))) = waiting.remove(&t) {
                         let _ = tx.send(r);
                     }
                 }
@@ -166,7 +172,7 @@ impl Coordinator {
     pub fn join(&self, id: &str, mut j: Join) -> oneshot::Receiver<JoinReply> {
         let (tx, rx) = oneshot::channel();
         j.token = self.token();
-        self.waiting.borrow_mut().insert(j.token, Waiter::Join(tx));
+        self.waiting.borrow_mut().insert(j.token, (id.to_string(), Waiter::Join(tx, j.member_id.clone())));
         let now = self.now();
         let out = self.with_group(id, |g| g.join(now, j));
         self.deliver(out);
@@ -176,7 +182,7 @@ impl Coordinator {
     pub fn sync(&self, id: &str, mut s: Sync) -> oneshot::Receiver<Result<SyncResult>> {
         let (tx, rx) = oneshot::channel();
         s.token = self.token();
-        self.waiting.borrow_mut().insert(s.token, Waiter::Sync(tx));
+        self.waiting.borrow_mut().insert(s.token, (id.to_string(), Waiter::Sync(tx)));
         let now = self.now();
         let (token, member) = (s.token, s.member_id.clone());
         let out = self
@@ -206,6 +212,7 @@ impl Coordinator {
     /// Advances every group's clock and stores the groups whose durable part changed
     /// (called by the shard's housekeeping).
     pub fn tick(&self, shard: &Shard) {
+        self.drop_lost_partitions(shard);
         let now = self.now();
         let mut outputs = Vec::new();
         for g in self.groups.borrow_mut().values_mut() {
@@ -328,14 +335,35 @@ impl Coordinator {
         }
     }
 
-    /// Replays partition `p` of the offsets topic once after start.
+    /// Replays partition `p` of the offsets topic once after start (a single node), or
+    /// once per leader epoch this node leads it in (a cluster). A cluster's leader
+    /// replays only once its epoch's opening batch is committed: before, its high
+    /// watermark (0 after a restart) may lag the commits earlier leaders acknowledged,
+    /// and replaying that far would lose them. Until then COORDINATOR_NOT_AVAILABLE,
+    /// which clients retry.
     pub fn ensure_loaded(&self, shard: &Shard, p: i32) -> Result<()> {
-        if self.loaded.borrow().contains(&p) {
-            return Ok(());
-        }
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         let part = shard.partition(&tp).ok_or_else(|| Error::CoordinatorNotAvailable(format!("{tp} is not open")))?;
         let part = part.borrow();
+        let epoch = match &part.role {
+            Role::Solo => part.leader_epoch,
+            Role::Leading(l) => {
+                let epoch = l.engine.epoch();
+                let opened = part.log.epoch_cache().latest().filter(|e| e.epoch == epoch).map(|e| e.start_offset);
+                if opened.is_none_or(|start| part.high_watermark() <= start) {
+                    return Err(Error::CoordinatorNotAvailable(format!(
+                        "{tp}: loading; leader epoch {epoch} is not committed yet"
+                    )));
+                }
+                epoch
+            }
+            _ => return Err(Error::CoordinatorNotAvailable(format!("{tp} is not led by this node"))),
+        };
+        match self.loaded.borrow().get(&p) {
+            Some(&e) if e == epoch => return Ok(()),
+            Some(_) => self.forget_partition(p),
+            None => {}
+        }
         let end = part.high_watermark();
         let mut next = part.log.log_start_offset();
         let mut records = 0usize;
@@ -375,8 +403,54 @@ impl Coordinator {
         if records > 0 {
             tracing::info!(partition = %tp, records, groups = restored, "loaded committed offsets and groups");
         }
-        self.loaded.borrow_mut().insert(p);
+        self.loaded.borrow_mut().insert(p, epoch);
         Ok(())
+    }
+
+    /// Drops what a replay of offsets partition `p` in an earlier leader epoch left:
+    /// another leader may have changed it since. Requests still waiting for a
+    /// rebalance of its groups get NOT_COORDINATOR, so their clients look up the new
+    /// coordinator instead of waiting out their timeouts here.
+    fn forget_partition(&self, p: i32) {
+        let mine = |group: &str| partition_for(group, OFFSETS_PARTITIONS) == p;
+        self.groups.borrow_mut().retain(|g, _| !mine(g));
+        self.offsets.borrow_mut().retain(|g, _| !mine(g));
+        self.empty_since.borrow_mut().retain(|g, _| !mine(g));
+        let gone: Vec<Token> =
+            self.waiting.borrow().iter().filter(|(_, (group, _))| mine(group)).map(|(&t, _)| t).collect();
+        for t in gone {
+            let Some((group, waiter)) = self.waiting.borrow_mut().remove(&t) else { continue };
+            let why = format!("{group}: this node no longer coordinates it");
+            let _ = match waiter {
+                Waiter::Join(tx, member) => tx.send(Err((Error::NotCoordinator(why), member))).map_err(drop),
+                Waiter::Sync(tx) => tx.send(Err(Error::NotCoordinator(why))).map_err(drop),
+            };
+        }
+    }
+
+    /// Forgets the offsets partitions this node replayed but no longer leads in the
+    /// epoch it replayed them in (Kafka unloads a partition's groups when its
+    /// leadership moves): their groups are coordinated elsewhere now.
+    fn drop_lost_partitions(&self, shard: &Shard) {
+        let lost: Vec<i32> = self
+            .loaded
+            .borrow()
+            .iter()
+            .filter(|&(&p, &epoch)| {
+                let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+                !shard.partition(&tp).is_some_and(|part| match &part.borrow().role {
+                    Role::Solo => true,
+                    Role::Leading(l) => l.engine.epoch() == epoch,
+                    _ => false,
+                })
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        for p in lost {
+            tracing::info!(partition = p, "offsets partition led elsewhere now: unloading its groups");
+            self.loaded.borrow_mut().remove(&p);
+            self.forget_partition(p);
+        }
     }
 
     /// Appends commits (a `None` value deletes) to the group's partition and applies

@@ -23,7 +23,11 @@ pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest, version: i16)
             if s.shared.topic(OFFSETS_TOPIC).is_some() {
                 for p in 0..OFFSETS_PARTITIONS {
                     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-                    if s.shared.owner(&tp) == s.id && s.partition(&tp).is_some() {
+                    // only the partitions this node leads: their groups are coordinated here
+                    let led = s.partition(&tp).is_some_and(|part| {
+                        matches!(part.borrow().role, crate::partition::Role::Solo | crate::partition::Role::Leading(_))
+                    });
+                    if s.shared.owner(&tp) == s.id && led {
                         if let Err(e) = s.coordinator.ensure_loaded(&s, p) {
                             tracing::warn!(partition = %tp, error = %e, "could not load groups");
                         }

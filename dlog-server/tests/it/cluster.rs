@@ -15,6 +15,7 @@ use dlog_protocol::kafka_protocol::messages::describe_configs_request::DescribeC
 use dlog_protocol::kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use dlog_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use dlog_protocol::kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     ElectLeadersRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
@@ -449,5 +450,144 @@ fn partitions_replicate_and_fail_over_without_losing_acknowledged_records() {
     let (code, _, bytes) = fetch(&mut nodes[(last - 1) as usize].client(), "replicated", 0, 11, 0);
     assert_eq!(code, 0);
     assert_eq!(decode(&bytes)[0].0, 11);
+    drop(nodes);
+}
+
+/// Commits `offset` for `group`'s partition 0 of `topic` at `node` (no member: a
+/// standalone commit); the error code.
+fn commit_at(node: &Node, group: &str, topic: &str, offset: i64) -> i16 {
+    use dlog_protocol::kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use dlog_protocol::kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_string(String::new()))
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1),
+        ])]);
+    let Ok(r) = node.client().call_any(ApiKey::OffsetCommit, request) else { return -1 };
+    r.topics[0].partitions[0].error_code
+}
+
+/// `group`'s committed offset of `topic`'s partition 0 as `node` answers it:
+/// (error, offset).
+fn fetch_at(node: &Node, group: &str, topic: &str) -> (i16, i64) {
+    use dlog_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use dlog_protocol::kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    let request =
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(
+            Some(vec![OffsetFetchRequestTopic::default().with_name(topic_name(topic)).with_partition_indexes(vec![0])]),
+        );
+    let Ok(r) = node.client().call_version(request, 5) else { return (-1, -1) };
+    if r.error_code != 0 {
+        return (r.error_code, -1);
+    }
+    (r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].committed_offset)
+}
+
+/// A node leading a group's `__consumer_offsets` partition again, after another led
+/// it and took commits, answers those commits, not what it held before; and a node
+/// that starts leading answers the commits of the leaders before it.
+#[test]
+fn a_coordinator_leading_again_answers_the_commits_made_meanwhile() {
+    const OFFSETS: &str = "__consumer_offsets";
+    let mut nodes = cluster(3);
+    for node in &nodes {
+        wait_until("three live brokers", Duration::from_secs(10), || {
+            (node.client().metadata(Some(&[]), false).ok()?.brokers.len() == 3).then_some(())
+        });
+    }
+    assert_eq!(create_topic(&mut nodes[0].client(), "t", 1, &[]), 0);
+    let group = "g";
+    let p = dlog_server::groups::partition_for(group, dlog_server::groups::OFFSETS_PARTITIONS) as usize;
+    // The first commit creates the offsets topic; wait until it is led, all in sync.
+    wait_until("a first commit", Duration::from_secs(20), || {
+        nodes.iter().any(|n| commit_at(n, group, "t", 1) == 0).then_some(())
+    });
+    let partition = |nodes: &[Node], at: usize| {
+        let m = metadata(&nodes[at], OFFSETS);
+        let part = m.topics[0].partitions.iter().find(|q| q.partition_index == p as i32).cloned().expect("listed");
+        (part.leader_id.0, part.replica_nodes.iter().map(|r| r.0).collect::<Vec<_>>(), part.isr_nodes.len())
+    };
+    let led_by = |nodes: &[Node], at: usize, leader: i32| {
+        wait_until("the expected leader, all live replicas in sync", Duration::from_secs(20), || {
+            let (l, replicas, isr) = partition(nodes, at);
+            let live = nodes.iter().filter(|n| n.broker.is_some()).count();
+            (l == leader && isr == live.min(replicas.len())).then_some(())
+        })
+    };
+    let (_, replicas, _) = partition(&nodes, 0);
+    let (x, y) = (replicas[0], replicas[1]);
+    let (xi, yi) = ((x - 1) as usize, (y - 1) as usize);
+    led_by(&nodes, yi, x);
+
+    // x stops: y (the first live in-sync replica) leads and takes a commit.
+    nodes[xi].broker.take().unwrap().shutdown();
+    led_by(&nodes, yi, y);
+    wait_until("a commit at y", Duration::from_secs(20), || (commit_at(&nodes[yi], group, "t", 10) == 0).then_some(()));
+    assert_eq!(fetch_at(&nodes[yi], group, "t"), (0, 10));
+
+    // x returns, leads again (preferred leader election) and takes a newer commit.
+    let back = Broker::start(nodes[xi].config.clone()).unwrap();
+    nodes[xi].broker = Some(back);
+    led_by(&nodes, yi, y);
+    // Meanwhile a second member's JoinGroup waits at y for the first one to rejoin (a
+    // group of the same offsets partition): when y stops leading it, that request gets
+    // NOT_COORDINATOR at once rather than waiting out the rebalance there.
+    let offsets_partitions = dlog_server::groups::OFFSETS_PARTITIONS;
+    let other =
+        (0..).map(|i| format!("j{i}")).find(|g| dlog_server::groups::partition_for(g, offsets_partitions) == p as i32);
+    let other = other.expect("some group id maps to the partition");
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(StrBytes::from_string(other.clone()).into())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"m"))])
+    };
+    let first = nodes[yi].client().call_version(join(""), 3).unwrap();
+    assert_eq!(first.error_code, 0, "the first member joins (after the initial delay)");
+    let mut at_y = nodes[yi].client();
+    let request = join("");
+    let second = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = at_y.call_version(request, 3).unwrap();
+        (r.error_code, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!second.is_finished(), "the second member waits for the first to rejoin");
+    let elect =
+        ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(None).with_timeout_ms(10_000);
+    nodes[yi].client().call_any(ApiKey::ElectLeaders, elect).unwrap();
+    led_by(&nodes, yi, x);
+    let (code, waited) = second.join().unwrap();
+    assert_eq!(code, NOT_COORDINATOR, "a join waiting at a coordinator that lost the partition");
+    assert!(waited < Duration::from_secs(15), "answered when leadership moved, not after the rebalance ({waited:?})");
+    let answered = wait_until("x answering", Duration::from_secs(20), || {
+        let r = fetch_at(&nodes[xi], group, "t");
+        (r.0 == 0).then_some(r)
+    });
+    assert_eq!(answered, (0, 10), "the new leader answers the commit made at the one before");
+    wait_until("a commit at x", Duration::from_secs(20), || (commit_at(&nodes[xi], group, "t", 20) == 0).then_some(()));
+    // Let the pushes carry the high watermark to y.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // x stops again: y leads once more and answers x's commit, not the 10 it held.
+    nodes[xi].broker.take().unwrap().shutdown();
+    led_by(&nodes, yi, y);
+    let answered = wait_until("y answering", Duration::from_secs(20), || {
+        let r = fetch_at(&nodes[yi], group, "t");
+        (r.0 == 0).then_some(r)
+    });
+    assert_eq!(answered, (0, 20), "y replays the partition it leads again");
     drop(nodes);
 }
