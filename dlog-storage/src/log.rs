@@ -13,7 +13,8 @@ use std::cell::{Cell, OnceCell};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Flushed offset, active segment base, byte position, max timestamp state.
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -109,16 +110,29 @@ impl RecoveryPoint {
 /// A group-commit fsync: the files to sync and the offset they make durable. Built by
 /// [`PartitionLog::begin_flush`], run on a blocking thread, handed back to
 /// [`PartitionLog::complete_flush`].
+///
+/// Most jobs fsync only the active segment's log file: that is what makes records
+/// durable. At most once per [`RECOVERY_POINT_INTERVAL`] a job also fsyncs the indexes
+/// and persists the recovery point (where the next open starts scanning), off the
+/// owning thread: a stale recovery point costs only a longer scan at open, while
+/// writing it on every flush cost the owning shard two blocking fsyncs and a rename
+/// per flush.
 #[derive(Debug)]
 pub struct FlushJob {
     files: Vec<Arc<File>>,
     point: RecoveryPoint,
-    /// Jobs begun before a truncation cover bytes that may have been replaced.
+    /// Jobs begun before a truncation or roll cover bytes that may have been replaced.
     generation: u64,
+    /// Where to persist `point` once the files are durable.
+    checkpoint: Option<(PathBuf, Arc<Mutex<u64>>)>,
 }
 
+/// How often a flush job also persists the recovery point.
+pub const RECOVERY_POINT_INTERVAL: Duration = Duration::from_secs(1);
+
 impl FlushJob {
-    /// Blocking `fdatasync` of the segment's log and index files.
+    /// Blocking `fdatasync` of the segment's log file (and, for a checkpointing job,
+    /// its index files and the recovery point).
     ///
     /// An error here must be treated as fatal for the partition (close it and reopen,
     /// which recovers): after a failed fsync the kernel may have dropped the dirty pages,
@@ -126,6 +140,14 @@ impl FlushJob {
     pub fn run(&self) -> std::io::Result<()> {
         for f in &self.files {
             f.sync_data()?;
+        }
+        if let Some((dir, generation)) = &self.checkpoint {
+            // Under the lock a truncation or roll holds while it changes the files and
+            // writes its own point: a job begun before one must not write after it.
+            let current = generation.lock().unwrap_or_else(PoisonError::into_inner);
+            if *current == self.generation {
+                checkpoint::write(dir, RECOVERY_POINT_FILE, &self.point.encode()).map_err(std::io::Error::other)?;
+            }
         }
         Ok(())
     }
@@ -154,7 +176,11 @@ pub struct PartitionLog {
     unbegun_since_ms: Option<i64>,
     /// When the active segment got its first append (drives `segment.ms`).
     active_first_append_ms: Option<i64>,
-    flush_generation: u64,
+    /// Bumped (under its lock) by every truncation and roll; flush jobs carry the value
+    /// they were begun at.
+    flush_generation: Arc<Mutex<u64>>,
+    /// When a flush job last persisted the recovery point.
+    last_recovery_point: Instant,
     /// Set when a failed write could not be undone; every later write is refused.
     failed: bool,
     report: RecoveryReport,
@@ -208,7 +234,9 @@ impl PartitionLog {
             begun_offset: Offset::ZERO,
             unbegun_since_ms: None,
             active_first_append_ms: None,
-            flush_generation: 0,
+            flush_generation: Arc::new(Mutex::new(0)),
+            // The first flush persists the recovery point.
+            last_recovery_point: Instant::now().checked_sub(RECOVERY_POINT_INTERVAL).unwrap_or_else(Instant::now),
             failed: false,
             report: RecoveryReport::default(),
             lazy_index_rebuilds: Cell::new(0),
@@ -844,7 +872,7 @@ impl PartitionLog {
         self.begun_offset = next;
         self.unbegun_since_ms = None;
         self.active_first_append_ms = None;
-        self.write_recovery_point(RecoveryPoint { flushed: next, segment_base: next, position: 0, max_ts: None })?;
+        self.replace_recovery_point(RecoveryPoint { flushed: next, segment_base: next, position: 0, max_ts: None })?;
         // Everything below `next` is durable now. A failed snapshot only costs a longer
         // replay at the next open (from an older snapshot): the roll stands.
         if let Err(e) = self.write_producer_snapshot(next) {
@@ -855,8 +883,19 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn write_recovery_point(&self, p: RecoveryPoint) -> Result<()> {
-        checkpoint::write(&self.dir, RECOVERY_POINT_FILE, &p.encode())
+    /// Persists `p` as the recovery point after a truncation or roll changed the files:
+    /// flush jobs begun before no longer write theirs (see [`FlushJob::run`]).
+    fn replace_recovery_point(&mut self, p: RecoveryPoint) -> Result<()> {
+        let mut generation = self.flush_generation.lock().unwrap_or_else(PoisonError::into_inner);
+        *generation += 1;
+        checkpoint::write(&self.dir, RECOVERY_POINT_FILE, &p.encode())?;
+        drop(generation);
+        self.last_recovery_point = Instant::now();
+        Ok(())
+    }
+
+    fn generation(&self) -> u64 {
+        *self.flush_generation.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn out_of_range(&self, offset: Offset) -> StorageError {
@@ -1075,11 +1114,10 @@ impl PartitionLog {
         self.flushed_offset = new_end;
         self.begun_offset = new_end;
         self.unbegun_since_ms = None;
-        self.flush_generation += 1;
         if empty {
             self.active_first_append_ms = None;
         }
-        self.write_recovery_point(point)?;
+        self.replace_recovery_point(point)?;
         if self.log_start_offset > new_end {
             self.set_log_start(new_end)?;
         }
@@ -1200,21 +1238,36 @@ impl PartitionLog {
     /// Group commit: a job covering everything appended so far, `None` if all of it is
     /// already durable. Appends may continue while the job runs.
     pub fn begin_flush(&mut self) -> Option<FlushJob> {
+        let checkpoint = self.last_recovery_point.elapsed() >= RECOVERY_POINT_INTERVAL;
+        self.begin_flush_job(checkpoint)
+    }
+
+    fn begin_flush_job(&mut self, checkpoint: bool) -> Option<FlushJob> {
         if self.next_offset <= self.flushed_offset {
             return None;
         }
+        let generation = self.generation();
         let active = self.active();
         let index = active.index.get().expect("active segment index is loaded");
+        let files = if checkpoint {
+            vec![active.log.clone(), index.index_file.clone(), index.time_file.clone()]
+        } else {
+            vec![active.log.clone()]
+        };
         let job = FlushJob {
-            files: vec![active.log.clone(), index.index_file.clone(), index.time_file.clone()],
+            files,
             point: RecoveryPoint {
                 flushed: self.next_offset,
                 segment_base: active.base,
                 position: active.size,
                 max_ts: index.max_ts,
             },
-            generation: self.flush_generation,
+            generation,
+            checkpoint: checkpoint.then(|| (self.dir.clone(), self.flush_generation.clone())),
         };
+        if checkpoint {
+            self.last_recovery_point = Instant::now();
+        }
         self.begun_offset = self.next_offset;
         self.unbegun_since_ms = None;
         Some(job)
@@ -1224,13 +1277,12 @@ impl PartitionLog {
     /// jobs (overtaken by a later flush or roll, or begun before a truncation) are
     /// ignored: the flushed offset only moves forward.
     pub fn complete_flush(&mut self, job: FlushJob) -> Result<()> {
-        if job.generation != self.flush_generation || job.point.flushed <= self.flushed_offset {
+        if job.generation != self.generation() || job.point.flushed <= self.flushed_offset {
             return Ok(());
         }
         // A roll since begin_flush would have moved flushed_offset past the target.
         assert_eq!(job.point.segment_base, self.active().base);
         assert!(job.point.flushed <= self.next_offset);
-        self.write_recovery_point(job.point)?;
         self.flushed_offset = job.point.flushed;
         self.check_invariants();
         Ok(())
@@ -1239,7 +1291,7 @@ impl PartitionLog {
     /// [`begin_flush`](Self::begin_flush), [`FlushJob::run`] and
     /// [`complete_flush`](Self::complete_flush) inline.
     pub fn flush(&mut self) -> Result<()> {
-        if let Some(job) = self.begin_flush() {
+        if let Some(job) = self.begin_flush_job(true) {
             job.run().map_err(io(&self.active().log_path))?;
             self.complete_flush(job)?;
         }
@@ -1410,6 +1462,53 @@ mod tests {
         batch::set_base_offset(&mut b, Offset(base));
         batch::set_leader_epoch(&mut b, epoch);
         b
+    }
+
+    fn recovery_point(dir: &Path) -> Option<RecoveryPoint> {
+        checkpoint::read(dir, RECOVERY_POINT_FILE).unwrap().and_then(|b| RecoveryPoint::decode(&b))
+    }
+
+    #[test]
+    fn flush_jobs_persist_the_recovery_point_at_most_once_an_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
+        lead(&mut log, 0, 3).unwrap();
+        let first = log.begin_flush().unwrap();
+        assert!(first.checkpoint.is_some(), "the first flush after open persists the point");
+        assert_eq!(first.files.len(), 3, "log and both indexes");
+        first.run().unwrap();
+        log.complete_flush(first).unwrap();
+        assert_eq!(recovery_point(dir.path()).map(|p| p.flushed), Some(Offset(3)));
+
+        lead(&mut log, 0, 2).unwrap();
+        let second = log.begin_flush().unwrap();
+        assert!(second.checkpoint.is_none(), "within the interval only the log file is fsynced");
+        assert_eq!(second.files.len(), 1);
+        second.run().unwrap();
+        log.complete_flush(second).unwrap();
+        assert_eq!(log.flushed_offset(), Offset(5), "durable all the same");
+        assert_eq!(recovery_point(dir.path()).map(|p| p.flushed), Some(Offset(3)), "a stale point, safe");
+
+        // A crash now scans from the stale point and keeps every record.
+        drop(log);
+        let log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(5));
+    }
+
+    #[test]
+    fn a_flush_job_begun_before_a_truncation_does_not_write_its_point_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
+        lead(&mut log, 0, 2).unwrap();
+        lead(&mut log, 0, 3).unwrap();
+        let stale = log.begin_flush().unwrap();
+        assert!(stale.checkpoint.is_some());
+        log.truncate_to(Offset(2)).unwrap();
+        assert_eq!(recovery_point(dir.path()).map(|p| p.flushed), Some(Offset(2)));
+        stale.run().unwrap();
+        log.complete_flush(stale).unwrap();
+        assert_eq!(recovery_point(dir.path()).map(|p| p.flushed), Some(Offset(2)), "the truncation's point stands");
+        assert_eq!(log.flushed_offset(), Offset(2));
     }
 
     fn epochs_of(log: &PartitionLog) -> Vec<(i32, i64)> {
