@@ -60,6 +60,10 @@ struct Args {
     /// A config of the created topic, KEY=VALUE (repeatable), e.g. min.insync.replicas=2.
     #[arg(long = "topic-config", value_name = "KEY=VALUE")]
     topic_configs: Vec<String>,
+    /// A librdkafka setting for every client, KEY=VALUE (repeatable), e.g.
+    /// retry.backoff.max.ms=250.
+    #[arg(long = "client-config", value_name = "KEY=VALUE")]
+    client_configs: Vec<String>,
     /// Write one line per measured record to this file: partition, the wall-clock times
     /// (Unix microseconds) at which librdkafka accepted it and reported its delivery, and
     /// 1 if it was acknowledged (0 if it failed). For failover measurements.
@@ -292,6 +296,12 @@ fn main() -> ExitCode {
 fn base_config(args: &Args) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &args.bootstrap).set("client.id", "dlog-loadgen");
+    for kv in &args.client_configs {
+        // Checked in `run`.
+        if let Some((key, value)) = kv.split_once('=') {
+            c.set(key, value);
+        }
+    }
     c
 }
 
@@ -304,6 +314,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     if args.rate == Some(0) {
         bail!("--rate must be positive");
+    }
+    if let Some(kv) = args.client_configs.iter().find(|kv| !kv.contains('=')) {
+        bail!("--client-config {kv:?}: expected KEY=VALUE");
     }
     let topic = args.topic.clone().unwrap_or_else(|| {
         let millis = std::time::SystemTime::now()
