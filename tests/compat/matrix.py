@@ -8,6 +8,7 @@ describes the scenario.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import subprocess
@@ -179,9 +180,15 @@ class Member:
 class Scenario:
     """Runs the scenario for one client against one broker and records each step."""
 
-    def __init__(self, client: str, broker, launchers: Path, log_dir: Path):
+    def __init__(self, client: str, broker, launchers: Path, log_dir: Path, *, records: int = RECORDS,
+                 rate: int = RATE, replication_factor: int | None = None):
+        """`broker` has `bootstrap` (one address or a comma-separated list), `kill()` and
+        `start()`; `replication_factor` None leaves it to the driver's default (1)."""
         self.client = client
         self.broker = broker
+        self.records = records
+        self.rate = rate
+        self.replication_factor = replication_factor
         self.launcher = launchers / client
         self.compression = CLIENTS[client][1]
         self.log_dir = log_dir
@@ -192,6 +199,7 @@ class Scenario:
         self.members: list[Member] = []
         self.all_members: list[Member] = []
         self.producer: Driver | None = None
+        self._log_cache: dict[int, list[int]] = {}
 
     # --- bookkeeping ----------------------------------------------------------------------
     def passed(self, step: str, detail: str = ""):
@@ -237,8 +245,8 @@ class Scenario:
         if not self.step("join", lambda: self._wait_shared(self.members, "the first assignment")):
             return
         self.producer = Driver(self.launcher, [
-            "produce", "--bootstrap", self.broker.bootstrap, "--topic", self.topic, "--count", str(RECORDS),
-            "--keys", str(KEYS), "--compression", self.compression, "--rate", str(RATE)],
+            "produce", "--bootstrap", self.broker.bootstrap, "--topic", self.topic, "--count", str(self.records),
+            "--keys", str(KEYS), "--compression", self.compression, "--rate", str(self.rate)],
             "producer", self.log_dir)
         self.producer.close_stdin()
         self.step("leave_rejoin", self._leave_rejoin)
@@ -254,7 +262,8 @@ class Scenario:
         self.step("delete", lambda: self.cmd("admin-delete", "--topic", self.topic, name="admin-delete") and "")
 
     def _create(self):
-        d = self.cmd("admin-create", "--topic", self.topic, "--partitions", str(PARTITIONS), name="admin-create")
+        rf = [] if self.replication_factor is None else ["--replication-factor", str(self.replication_factor)]
+        d = self.cmd("admin-create", "--topic", self.topic, "--partitions", str(PARTITIONS), *rf, name="admin-create")
         topic = d.of("topic")
         if not topic or topic[-1].data.get("partitions") != PARTITIONS:
             raise StepFailed(f"describe saw {topic[-1].data if topic else 'no topic event'}")
@@ -301,7 +310,7 @@ class Scenario:
         return len(self.producer.of("ack"))
 
     def _wait_acked(self, fraction: float):
-        n = int(RECORDS * fraction)
+        n = int(self.records * fraction)
         self.producer.wait_until(lambda: len([e for e in self.producer.events if e.kind in ("ack", "fail")]) >= n
                                  or any(e.kind == "done" for e in self.producer.events),
                                  timeout=180, what=f"{n} acknowledgements")
@@ -347,12 +356,12 @@ class Scenario:
         if rc != 0 or not done:
             raise StepFailed(f"producer exit {rc}{self.producer.failure_hint()}")
         d = done[-1].data
-        if d["acked"] + d["failed"] != RECORDS:
-            raise StepFailed(f"producer reported {d['acked']} acked + {d['failed']} failed of {RECORDS}")
+        if d["acked"] + d["failed"] != self.records:
+            raise StepFailed(f"producer reported {d['acked']} acked + {d['failed']} failed of {self.records}")
         if d["acked"] != len(self.producer.of("ack")):
             raise StepFailed(f"done says {d['acked']} acked but {len(self.producer.of('ack'))} ack lines")
-        if d["acked"] < RECORDS * 0.9:
-            raise StepFailed(f"only {d['acked']} of {RECORDS} acknowledged")
+        if d["acked"] < self.records * 0.9:
+            raise StepFailed(f"only {d['acked']} of {self.records} acknowledged")
         return f"{d['acked']} acked, {d['failed']} failed, {self.compression}, idempotent={d['idempotent']}"
 
     def _consumed_now(self) -> dict[tuple[int, int], tuple[str, str]]:
@@ -442,7 +451,7 @@ class Scenario:
         consumed = self._consumed_now()
         idempotent = bool(self.producer.of("done")[-1].data["idempotent"])
         self.step("key_order", lambda: self._check_key_order(consumed, idempotent))
-        self.step("resume", self._check_resume)
+        self.step("resume", lambda: self._check_resume(consumed))
         if idempotent:
             self.step("no_dup", lambda: self._check_no_dup(consumed))
         else:
@@ -482,11 +491,18 @@ class Scenario:
             return f"consumers in order; {reordered} records reordered by non-idempotent retries"
         return f"{len(where)} keys in order"
 
-    def _check_resume(self):
+    def _check_resume(self, consumed):
         commits = self._commits()
         # every time a partition is handed to a member, its first record must be at the
         # group's committed offset: one that was committed (tried), not below the last that
-        # was confirmed before the hand-over, or 0 when nothing was committed yet
+        # was confirmed before the hand-over, or 0 when nothing was committed yet. "At" an
+        # offset c: the record at c, or the first after c where the offsets between hold no
+        # record (a replicated DLog topic opens each leader epoch with a control batch,
+        # invisible to consumers); that the log holds no record there is read from the log
+        # itself, only then
+        held = defaultdict(list)  # partition -> offsets consumed, ascending
+        for p, o in sorted(consumed):
+            held[p].append(o)
         handovers = 0
         for m in self.all_members:
             pending: dict[int, float] = {}
@@ -500,9 +516,18 @@ class Scenario:
                     tried = {c[2] for c in commits if c[1] == p and c[0] <= e.t}
                     confirmed = [c[2] for c in commits if c[1] == p and c[3] and c[0] <= t_assigned]
                     floor = max(confirmed, default=0)
-                    if o < floor or (o not in tried and o != 0):
-                        raise StepFailed(f"{m.driver.name} resumed partition {p} at {o}; committed before: "
-                                         f"confirmed up to {floor}, tried {sorted(tried)[-5:]}")
+                    i = bisect.bisect_left(held[p], o)
+                    prev = held[p][i - 1] if i > 0 else -1  # the consumed record before o
+                    at = o in tried or o == 0
+                    if not at and o >= floor and any(prev < c < o for c in tried | {0}):
+                        log = self._log_offsets(p)  # which of the offsets before o hold a record?
+                        j = bisect.bisect_left(log, o)
+                        prev = log[j - 1] if j > 0 else -1
+                        at = any(prev < c < o for c in tried | {0})
+                    if o < floor or not at:
+                        raise StepFailed(f"{m.driver.name} resumed partition {p} at {o} (the record before: "
+                                         f"{prev}); committed before: confirmed up to {floor}, "
+                                         f"tried {sorted(tried)[-5:]}")
                     handovers += 1
         # the group's final committed offsets are the log end
         ends = self._log_end()
@@ -514,6 +539,33 @@ class Scenario:
         if short:
             raise StepFailed(f"final commits differ from the log end (committed, end): {short}")
         return f"{handovers} hand-overs resumed at the committed offset; final commits = log end"
+
+    def _log_offsets(self, p: int) -> list[int]:
+        """The offsets of partition p that hold a record, read from the log with a
+        client of the harness's own (cached)."""
+        if p in self._log_cache:
+            return self._log_cache[p]
+        from confluent_kafka import Consumer, TopicPartition  # the harness's venv has it
+        c = Consumer({"bootstrap.servers": self.broker.bootstrap, "group.id": f"{self.group}-reader",
+                      "enable.auto.commit": False, "broker.address.family": "v4"})
+        try:
+            _, high = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)
+            c.assign([TopicPartition(self.topic, p, 0)])
+            offsets: list[int] = []
+            deadline = time.monotonic() + 60
+            while (offsets[-1] if offsets else -1) < high - 1 and time.monotonic() < deadline:
+                msgs = c.consume(1000, 1.0)
+                offsets += [m.offset() for m in msgs if m.error() is None]
+                if msgs and not offsets and all(m.error() for m in msgs):
+                    raise StepFailed(f"reading partition {p}: {msgs[0].error()}")
+                # the last offsets before the high watermark may be a control batch: stop
+                # once the consumer's position passed them
+                if c.position([TopicPartition(self.topic, p)])[0].offset >= high:
+                    break
+        finally:
+            c.close()
+        self._log_cache[p] = sorted(set(offsets))
+        return self._log_cache[p]
 
     def _check_no_dup(self, consumed):
         seen: dict[str, tuple[int, int]] = {}
@@ -530,6 +582,7 @@ class Scenario:
 # --- the document ---------------------------------------------------------------------------
 
 _DATA_MARK = "<!-- matrix-data "
+CLUSTER_TARGET = "dlog-cluster"  # the results of test_matrix_cluster.py
 
 
 def load_results() -> dict:
@@ -561,21 +614,37 @@ def render(results: dict) -> str:
         "",
     ]
     clients = list(CLIENTS)
-    for target in ("dlog", "kafka"):
+    for target in ("dlog", "kafka", CLUSTER_TARGET):
         if target not in results:
             continue
         r = results[target]
-        title = "DLog" if target == "dlog" else "Apache Kafka " + r.get("version", "")
-        lines += [f"## {title.strip()}", "", f"Run {r.get('when', '?')}.", ""]
+        labels = dict(STEPS)
+        if target == CLUSTER_TARGET:
+            title = "DLog, 3 nodes, RF 3"
+            records = r.get("records", RECORDS)
+            labels["produce"] = labels["produce"].replace("50k", f"{records / 1000:g}k")
+            labels["restart"] = "a partition leader's SIGKILL and restart mid-stream"
+            intro = [f"Run {r.get('when', '?')}, written by `tests/compat/test_matrix_cluster.py`: the same",
+                     "scenario against a 3-node DLog cluster. The drivers get all three nodes as",
+                     "bootstrap and create the topic with replication factor 3 (every record batch",
+                     "is replicated; each leader epoch starts with a LeaderChange control batch the",
+                     f"clients must skip); {records:,} records at {r.get('rate', RATE):,}/s. The restart step",
+                     "SIGKILLs one node that leads partitions of the topic (the group's coordinator",
+                     "when it leads any) and restarts it; the other two keep serving."]
+        else:
+            title = "DLog" if target == "dlog" else "Apache Kafka " + r.get("version", "")
+            intro = [f"Run {r.get('when', '?')}."]
+        lines += [f"## {title.strip()}", "", *intro, ""]
         lines.append("| step | " + " | ".join(clients) + " |")
         lines.append("|---|" + "---|" * len(clients))
-        for key, label in STEPS:
+        for key, _ in STEPS:
             row = [r["clients"].get(c, {}).get(key, ["-", ""])[0] for c in clients]
-            lines.append(f"| {label} | " + " | ".join(row) + " |")
+            lines.append(f"| {labels[key]} | " + " | ".join(row) + " |")
         lines.append("")
         notes = []
         for c in clients:
-            for key, label in STEPS:
+            for key, _ in STEPS:
+                label = labels[key]
                 status, detail = r["clients"].get(c, {}).get(key, ["-", ""])
                 if status in ("FAIL", "n/a") and detail:
                     notes.append(f"- {c}, {label}: {status}: {detail.splitlines()[0][:300]}")

@@ -70,7 +70,7 @@ const logCreator = () => ({ namespace, label, log }) => {
 
 function makeKafka(bootstrap, clientId) {
   const config = {
-    brokers: [bootstrap],
+    brokers: bootstrap.split(','),
     logLevel: logLevel.INFO, // KAFKAJS_LOG_LEVEL in the environment overrides it
     logCreator,
   }
@@ -167,10 +167,11 @@ async function adminCreate(opts) {
   need(opts, 'bootstrap', 'topic', 'partitions')
   const topic = opts.topic
   const partitions = intOpt(opts, 'partitions')
+  const replicationFactor = opts['replication-factor'] == null ? 1 : intOpt(opts, 'replication-factor')
   await withAdmin(opts.bootstrap, async admin => {
     await withRetry('createTopics', async attempt => {
       const created = await admin.createTopics({
-        topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }],
+        topics: [{ topic, numPartitions: partitions, replicationFactor }],
         waitForLeaders: true,
       })
       // false means TOPIC_ALREADY_EXISTS. After a retried attempt that is our own

@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     s = cmd("admin-create")
     s.add_argument("--topic", required=True)
     s.add_argument("--partitions", type=int, required=True)
+    s.add_argument("--replication-factor", type=int, default=1)
     s = cmd("admin-groups")
     s.add_argument("--group", required=True)
     s = cmd("admin-delete")

@@ -18,7 +18,7 @@ def admin(args) -> KafkaAdminClient:
 
 def admin_create(args):
     a = admin(args)
-    a.create_topics([NewTopic(args.topic, args.partitions, 1)])
+    a.create_topics([NewTopic(args.topic, args.partitions, args.replication_factor)])
     [t] = a.describe_topics([args.topic])
     emit("topic", name=t["name"], partitions=len(t["partitions"]))
     res = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)], config_filter="all")

@@ -20,7 +20,7 @@ def admin(args) -> AdminClient:
 
 def admin_create(args):
     a = admin(args)
-    a.create_topics([NewTopic(args.topic, args.partitions, 1)])[args.topic].result(60)
+    a.create_topics([NewTopic(args.topic, args.partitions, args.replication_factor)])[args.topic].result(60)
     md = a.list_topics(args.topic, timeout=30)
     emit("topic", name=args.topic, partitions=len(md.topics[args.topic].partitions))
     res = ConfigResource(ConfigResource.Type.TOPIC, args.topic)

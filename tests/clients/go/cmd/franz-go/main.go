@@ -52,7 +52,7 @@ func retriable(err error) bool {
 }
 
 func newAdmin(a drv.Args) (*kgo.Client, *kadm.Client) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(a.Bootstrap))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.Brokers...))
 	if err != nil {
 		drv.Fail("client: " + err.Error())
 	}
@@ -67,7 +67,7 @@ func adminCreate(a drv.Args) {
 	attempt := 0
 	err := drv.Retry("create topic", adminDeadline, retriable, func() error {
 		attempt++
-		_, err := adm.CreateTopic(ctx, int32(a.Partitions), 1, nil, a.Topic)
+		_, err := adm.CreateTopic(ctx, int32(a.Partitions), int16(a.Replicas), nil, a.Topic)
 		if attempt > 1 && errors.Is(err, kerr.TopicAlreadyExists) {
 			return nil // an earlier attempt got through before its response was lost
 		}
@@ -259,7 +259,7 @@ func produce(a drv.Args) {
 	// retries, UniformBytesPartitioner (keyed records by murmur2 of the key,
 	// as Java's).
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(a.Bootstrap),
+		kgo.SeedBrokers(a.Brokers...),
 		kgo.DefaultProduceTopic(a.Topic),
 		kgo.ProducerBatchCompression(compression(a.Compression)),
 	)
@@ -316,7 +316,7 @@ func consume(a drv.Args) {
 	// kgo behave like the Java client, where rebalances only run inside poll,
 	// and like Sarama). It changes no protocol setting.
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(a.Bootstrap),
+		kgo.SeedBrokers(a.Brokers...),
 		kgo.ClientID(a.Name),
 		kgo.ConsumerGroup(a.Group),
 		kgo.ConsumeTopics(a.Topic),

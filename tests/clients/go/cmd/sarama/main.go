@@ -70,7 +70,7 @@ func retriable(err error) bool {
 func newAdmin(a drv.Args) sarama.ClusterAdmin {
 	var adm sarama.ClusterAdmin
 	err := drv.Retry("connect", adminDeadline, retriable, func() (err error) {
-		adm, err = sarama.NewClusterAdmin([]string{a.Bootstrap}, sarama.NewConfig())
+		adm, err = sarama.NewClusterAdmin(a.Brokers, sarama.NewConfig())
 		return err
 	})
 	if err != nil {
@@ -87,7 +87,7 @@ func adminCreate(a drv.Args) {
 	err := drv.Retry("create topic", adminDeadline, retriable, func() error {
 		attempt++
 		err := adm.CreateTopic(a.Topic, &sarama.TopicDetail{
-			NumPartitions: int32(a.Partitions), ReplicationFactor: 1,
+			NumPartitions: int32(a.Partitions), ReplicationFactor: int16(a.Replicas),
 		}, false)
 		if attempt > 1 && errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return nil // an earlier attempt got through before its response was lost
@@ -296,7 +296,7 @@ func produce(a drv.Args) {
 
 	var producer sarama.AsyncProducer
 	err := drv.Retry("connect", adminDeadline, retriable, func() (err error) {
-		producer, err = sarama.NewAsyncProducer([]string{a.Bootstrap}, config)
+		producer, err = sarama.NewAsyncProducer(a.Brokers, config)
 		return err
 	})
 	if err != nil {
@@ -548,7 +548,7 @@ func consume(a drv.Args) {
 	var group sarama.ConsumerGroup
 	for {
 		var err error
-		client, err = sarama.NewClient([]string{a.Bootstrap}, config)
+		client, err = sarama.NewClient(a.Brokers, config)
 		if err == nil {
 			group, err = sarama.NewConsumerGroupFromClient(a.Group, client)
 			if err != nil {

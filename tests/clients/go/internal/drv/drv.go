@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,8 +21,10 @@ import (
 type Args struct {
 	Command     string
 	Bootstrap   string
+	Brokers     []string // Bootstrap split at commas
 	Topic       string
 	Partitions  int
+	Replicas    int
 	Group       string
 	Name        string
 	Count       int
@@ -39,9 +42,10 @@ func Parse(driver string) Args {
 	a := Args{Command: os.Args[1]}
 	fs := flag.NewFlagSet(driver+" "+a.Command, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	fs.StringVar(&a.Bootstrap, "bootstrap", "", "HOST:PORT")
+	fs.StringVar(&a.Bootstrap, "bootstrap", "", "HOST:PORT[,HOST:PORT...]")
 	fs.StringVar(&a.Topic, "topic", "", "topic")
 	fs.IntVar(&a.Partitions, "partitions", 0, "partition count (admin-create)")
+	fs.IntVar(&a.Replicas, "replication-factor", 1, "replication factor (admin-create)")
 	fs.StringVar(&a.Group, "group", "", "consumer group")
 	fs.StringVar(&a.Name, "name", "", "client id (consume)")
 	fs.IntVar(&a.Count, "count", 0, "records to produce")
@@ -72,6 +76,7 @@ func Parse(driver string) Args {
 			Fail("missing --" + n)
 		}
 	}
+	a.Brokers = strings.Split(a.Bootstrap, ",")
 	if a.Keys < 1 {
 		Fail("--keys must be >= 1")
 	}

@@ -231,8 +231,9 @@ public final class Driver {
     private static void adminCreate(Args a) throws Exception {
         String topic = a.get("topic");
         int partitions = (int) a.num("partitions");
+        short replicas = a.opts.containsKey("replication-factor") ? (short) a.num("replication-factor") : 1;
         try (Admin admin = admin(a)) {
-            admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();
+            admin.createTopics(List.of(new NewTopic(topic, partitions, replicas))).all().get();
 
             // The new topic may take a moment to show in metadata: retry retriable errors.
             TopicDescription desc = null;
