@@ -78,6 +78,23 @@ def cluster5(tmp_path):
     stop_cluster(nodes)
 
 
+def produce_one_by_one(bootstrap: str, topic: str, values: list[str], **conf) -> list[tuple[int, str]]:
+    """Writes `values` to partition 0 with acks=all, each acknowledged before the next,
+    no idempotence (an unclean failover loses the producer's last sequence numbers):
+    [(offset, value)] as acknowledged."""
+    from confluent_kafka import Producer
+
+    got = []
+    p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
+                  "enable.idempotence": False, "message.timeout.ms": 10000, "request.timeout.ms": 5000, **conf})
+    for v in values:
+        p.produce(topic, value=v.encode(), partition=0,
+                  on_delivery=lambda err, msg: got.append((err.name() if err else msg.offset(), msg.value().decode())))
+        p.flush(15)
+    assert all(isinstance(o, int) for o, _ in got) and len(got) == len(values), f"not all acknowledged: {got}"
+    return got
+
+
 def bootstraps(nodes, ids=None) -> str:
     return ",".join(nodes[i].bootstrap for i in (ids or nodes))
 
@@ -589,7 +606,7 @@ def test_consumer_detects_log_truncation_after_an_unclean_failover(cluster3, tmp
     and kafka-python (auto_offset_reset=none, LogTruncationError), and the Java client
     (auto.offset.reset=none, LogTruncationException; run when tests/clients/java/build.sh
     has fetched kafka-clients, as a single-file Java program)."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
     from confluent_kafka import TopicPartition as TP
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka import TopicPartition as KTP
@@ -608,19 +625,7 @@ def test_consumer_detects_log_truncation_after_an_unclean_failover(cluster3, tmp
         return round(time.monotonic() - t_kill, 3) if t_kill else None
 
     def produce(bootstrap: str, values: list[str]) -> list[tuple[int, str]]:
-        """acks=all, one at a time, no idempotence (an unclean failover loses the
-        producer's last sequence numbers): [(offset, value)] as acknowledged."""
-        got = []
-        p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
-                      "enable.idempotence": False, "message.timeout.ms": 10000, "request.timeout.ms": 5000,
-                      "linger.ms": 0})
-        for v in values:
-            p.produce(topic, value=v.encode(), partition=0,
-                      on_delivery=lambda err, msg: got.append((err.name() if err else msg.offset(),
-                                                               msg.value().decode())))
-            p.flush(15)
-        assert all(isinstance(o, int) for o, _ in got) and len(got) == len(values), f"not all acknowledged: {got}"
-        return got
+        return produce_one_by_one(bootstrap, topic, values, **{"linger.ms": 0})
 
     librdkafka_said: list[str] = []
 
@@ -848,7 +853,7 @@ def test_no_false_truncation_while_a_new_leader_recovers(cluster5):
     and to stay in recovery (the replica that has them is frozen too) while the
     consumers, which read every record, validate their position: until it holds them
     it must not answer OffsetForLeaderEpoch from its short log."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
     from confluent_kafka import TopicPartition as TP
 
     nodes = cluster5
@@ -860,16 +865,7 @@ def test_no_false_truncation_while_a_new_leader_recovers(cluster5):
     a, b = [r for r in replicas if r != leader]
 
     def produce(bootstrap: str, values: list[str]) -> list[tuple[int, str]]:
-        got = []
-        p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
-                      "enable.idempotence": False, "message.timeout.ms": 10000, "request.timeout.ms": 5000})
-        for v in values:
-            p.produce(topic, value=v.encode(), partition=0,
-                      on_delivery=lambda err, msg: got.append((err.name() if err else msg.offset(),
-                                                               msg.value().decode())))
-            p.flush(15)
-        assert all(isinstance(o, int) for o, _ in got) and len(got) == len(values), f"not all acknowledged: {got}"
-        return got
+        return produce_one_by_one(bootstrap, topic, values)
 
     def consumer(name: str, reset: str) -> Consumer:
         c = Consumer({"bootstrap.servers": bootstraps(nodes), "broker.address.family": "v4", "group.id": name,
