@@ -9,6 +9,7 @@ describes the scenario.
 from __future__ import annotations
 
 import bisect
+import datetime
 import json
 import os
 import subprocess
@@ -604,6 +605,19 @@ class Scenario:
 
 _DATA_MARK = "<!-- matrix-data "
 CLUSTER_TARGET = "dlog-cluster"  # the results of test_matrix_cluster.py
+
+
+def record_results(target: str, client_results: dict, **fields):
+    """Merges one session's results of `target` into docs/COMPATIBILITY.md (the other
+    targets' are kept) with today's date and `fields`, and prints its table."""
+    results = load_results()
+    entry = results.setdefault(target, {"clients": {}})
+    entry.update(when=datetime.date.today().isoformat(), **fields)
+    for client, steps in client_results.items():
+        entry["clients"][client] = {k: list(v) for k, v in steps.items()}
+    COMPAT_DOC.write_text(render(results))
+    print("\n" + text_table(target, entry["clients"]))
+    print(f"written to {COMPAT_DOC.relative_to(REPO)}")
 
 
 def load_results() -> dict:

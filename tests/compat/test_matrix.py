@@ -10,7 +10,6 @@ DLOG_MATRIX_CLIENTS=java,sarama limits the run to some clients.
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 from pathlib import Path
@@ -40,17 +39,11 @@ def _write_matrix():
     yield
     if not _RESULTS:
         return
-    results = matrix.load_results()
-    entry = results.setdefault(TARGET, {"clients": {}})
-    entry["when"] = datetime.date.today().isoformat()
+    fields = {}
     if TARGET == "kafka":
         r = subprocess.run([str(KAFKA_SH), "version"], capture_output=True, text=True)
-        entry["version"] = r.stdout.strip()
-    for client, steps in _RESULTS.items():
-        entry["clients"][client] = {k: list(v) for k, v in steps.items()}
-    matrix.COMPAT_DOC.write_text(matrix.render(results))
-    print("\n" + matrix.text_table(TARGET, entry["clients"]))
-    print(f"written to {matrix.COMPAT_DOC.relative_to(REPO)}")
+        fields["version"] = r.stdout.strip()
+    matrix.record_results(TARGET, _RESULTS, **fields)
 
 
 @pytest.mark.timeout(900)

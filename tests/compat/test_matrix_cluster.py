@@ -19,14 +19,12 @@ count), while one the log holds but no consumer delivered still fails the step.
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 
 import matrix
 import pytest
 from confluent_kafka.admin import AdminClient
-from conftest import REPO
 from test_cluster import stop_cluster, wait_for
 from test_matrix import SELECTED, launchers  # noqa: F401 - fixture
 from test_replication import partitions_of, start_nodes, wait_formed
@@ -111,14 +109,7 @@ def _write_cluster_matrix():
     yield
     if not _RESULTS:
         return
-    results = matrix.load_results()
-    entry = results.setdefault(matrix.CLUSTER_TARGET, {"clients": {}})
-    entry.update(when=datetime.date.today().isoformat(), records=RECORDS, rate=RATE)
-    for client, steps in _RESULTS.items():
-        entry["clients"][client] = {k: list(v) for k, v in steps.items()}
-    matrix.COMPAT_DOC.write_text(matrix.render(results))
-    print("\n" + matrix.text_table(matrix.CLUSTER_TARGET, entry["clients"]))
-    print(f"written to {matrix.COMPAT_DOC.relative_to(REPO)}")
+    matrix.record_results(matrix.CLUSTER_TARGET, _RESULTS, records=RECORDS, rate=RATE)
 
 
 class ClusterScenario(matrix.Scenario):

@@ -95,6 +95,22 @@ def produce_one_by_one(bootstrap: str, topic: str, values: list[str], **conf) ->
     return got
 
 
+def poll_records(c, want: int, timeout: float, on_error) -> list:
+    """Polls `c` until `want` records came or `timeout` passed: the records; each
+    consumer error goes to `on_error` (KIP-320 truncation reports among them)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < want and time.monotonic() < deadline:
+        m = c.poll(0.1)
+        if m is None:
+            continue
+        if m.error():
+            on_error(m.error())
+            continue
+        out.append(m)
+    return out
+
+
 def bootstraps(nodes, ids=None) -> str:
     return ",".join(nodes[i].bootstrap for i in (ids or nodes))
 
@@ -653,17 +669,8 @@ def test_consumer_detects_log_truncation_after_an_unclean_failover(cluster3, tmp
         return c
 
     def ck_read(c: Consumer, want: int, timeout: float, errors: list) -> list[tuple[int, str, int]]:
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is None:
-                continue
-            if m.error():
-                errors.append((since_kill(), m.error().name(), str(m.error())))
-                continue
-            out.append((m.offset(), m.value().decode(), m.leader_epoch()))
-        return out
+        got = poll_records(c, want, timeout, lambda e: errors.append((since_kill(), e.name(), str(e))))
+        return [(m.offset(), m.value().decode(), m.leader_epoch()) for m in got]
 
     def kp_consumer(reset: str) -> KafkaConsumer:
         # kafka-python's consumer validates positions as the Java one does (KIP-320):
@@ -875,17 +882,8 @@ def test_no_false_truncation_while_a_new_leader_recovers(cluster5):
         return c
 
     def read(c: Consumer, want: int, timeout: float, errors: list) -> list[tuple[int, str]]:
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is None:
-                continue
-            if m.error():
-                errors.append((m.error().name(), str(m.error())))
-                continue
-            out.append((m.offset(), m.value().decode()))
-        return out
+        got = poll_records(c, want, timeout, lambda e: errors.append((e.name(), str(e))))
+        return [(m.offset(), m.value().decode()) for m in got]
 
     def freeze(node: int):
         os.kill(nodes[node].proc.pid, signal.SIGSTOP)
