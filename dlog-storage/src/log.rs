@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod restart;
+
 /// Flushed offset, active segment base, byte position, max timestamp state.
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// The log start offset (moved by DeleteRecords and retention).
@@ -1238,6 +1240,9 @@ impl PartitionLog {
     /// Group commit: a job covering everything appended so far, `None` if all of it is
     /// already durable. Appends may continue while the job runs.
     pub fn begin_flush(&mut self) -> Option<FlushJob> {
+        if self.failed {
+            return None;
+        }
         let checkpoint = self.last_recovery_point.elapsed() >= RECOVERY_POINT_INTERVAL;
         self.begin_flush_job(checkpoint)
     }
@@ -1286,6 +1291,24 @@ impl PartitionLog {
         self.flushed_offset = job.point.flushed;
         self.check_invariants();
         Ok(())
+    }
+
+    /// A flush job failed ([`FlushJob::run`] returned an error). After a failed fsync
+    /// the kernel may have dropped the dirty pages while marking them clean
+    /// ("fsyncgate"), so no later fsync can prove them durable: the log refuses every
+    /// write and flush from now on ([`StorageError::Failed`]) and its flushed offset
+    /// never moves again. Reopening it (a restart) recovers from what is on disk.
+    pub fn fail_flush(&mut self) {
+        if !self.failed {
+            tracing::error!(dir = %self.dir.display(), flushed = %self.flushed_offset, log_end = %self.next_offset,
+                "an fsync failed: the log takes no more writes until it is reopened");
+        }
+        self.failed = true;
+    }
+
+    /// Whether a failed write or fsync stopped this log ([`PartitionLog::fail_flush`]).
+    pub fn is_failed(&self) -> bool {
+        self.failed
     }
 
     /// [`begin_flush`](Self::begin_flush), [`FlushJob::run`] and
@@ -1431,11 +1454,11 @@ mod tests {
     }
 
     /// Segments of a few batches, so that the epoch tests cross segment boundaries.
-    fn small() -> TopicConfig {
+    pub(super) fn small() -> TopicConfig {
         TopicConfig { segment_bytes: 300, index_interval_bytes: 64, retention_ms: -1, ..TopicConfig::default() }
     }
 
-    fn open(dir: &Path) -> PartitionLog {
+    pub(super) fn open(dir: &Path) -> PartitionLog {
         PartitionLog::open(dir, small(), 0).unwrap()
     }
 
@@ -1446,7 +1469,7 @@ mod tests {
     }
 
     /// A batch of `records` records as the leader of `epoch` stored it at `base`.
-    fn stored(base: i64, records: i32, epoch: i32) -> Vec<u8> {
+    pub(super) fn stored(base: i64, records: i32, epoch: i32) -> Vec<u8> {
         let mut b = batch(&BatchSpec { base_offset: base, ..BatchSpec::records(records) });
         batch::set_leader_epoch(&mut b, epoch);
         b
@@ -1466,6 +1489,31 @@ mod tests {
 
     fn recovery_point(dir: &Path) -> Option<RecoveryPoint> {
         checkpoint::read(dir, RECOVERY_POINT_FILE).unwrap().and_then(|b| RecoveryPoint::decode(&b))
+    }
+
+    /// fsyncgate: after a failed fsync a later successful one proves nothing, so the
+    /// log must not report anything durable or take writes again.
+    #[test]
+    fn a_failed_fsync_stops_the_log_until_it_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        lead(&mut log, 1, 3).unwrap();
+        log.flush().unwrap();
+        let flushed = log.flushed_offset();
+        lead(&mut log, 1, 2).unwrap();
+        let job = log.begin_flush().expect("unflushed records");
+        // The job's fsync fails (EIO); the caller reports it.
+        drop(job);
+        log.fail_flush();
+        assert!(log.is_failed());
+        assert!(log.begin_flush().is_none(), "no later flush can prove anything");
+        assert_eq!(log.flushed_offset(), flushed);
+        assert!(matches!(lead(&mut log, 1, 1), Err(StorageError::Failed(_))));
+        assert!(matches!(log.append_replicated(&stored(5, 1, 1), 0), Err(StorageError::Failed(_))));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), small(), 0).unwrap();
+        assert!(!log.is_failed(), "reopening recovers");
+        assert_eq!(log.log_end_offset(), Offset(5));
     }
 
     #[test]
@@ -1511,7 +1559,7 @@ mod tests {
         assert_eq!(log.flushed_offset(), Offset(2));
     }
 
-    fn epochs_of(log: &PartitionLog) -> Vec<(i32, i64)> {
+    pub(super) fn epochs_of(log: &PartitionLog) -> Vec<(i32, i64)> {
         log.epoch_cache().entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
     }
 
@@ -1520,7 +1568,7 @@ mod tests {
         cache.entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
     }
 
-    fn read_everything(log: &PartitionLog) -> Vec<u8> {
+    pub(super) fn read_everything(log: &PartitionLog) -> Vec<u8> {
         log.read(log.log_start_offset(), usize::MAX, log.log_end_offset()).unwrap().bytes.to_vec()
     }
 
