@@ -18,13 +18,14 @@ use dlog_core::{LeaderEpoch, Offset};
 use crate::recovery::{FencedEpoch, Replica};
 
 /// Records pushed by the leader of `epoch`: `count` of them from offset `base`, with the
-/// leader's high watermark.
+/// leader's high watermark and log start offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Push {
     pub epoch: LeaderEpoch,
     pub base: Offset,
     pub count: i64,
     pub high_watermark: Offset,
+    pub log_start: Offset,
 }
 
 /// What the follower does with a push.
@@ -37,6 +38,11 @@ pub enum PushAnswer {
     Held { log_end: Offset },
     /// The push starts past this log's end: the leader resends from `from`.
     Gap { from: Offset },
+    /// This log ends below the leader's log start, so no push can ever continue it:
+    /// drop every record, start the log over at `at` (the pushed first batch), append
+    /// the push there and report [`Follower::started_over`] before
+    /// [`Follower::appended`].
+    StartOver { at: Offset },
     /// A new epoch: reconcile first (ask where `last_epoch` ends in the leader's log,
     /// truncate, report [`Follower::reconciled`]); the push is dropped.
     Reconcile { last_epoch: LeaderEpoch },
@@ -88,6 +94,18 @@ impl Follower {
         }
         self.advance_high_watermark(push.high_watermark);
         let end = push.base.plus(push.count);
+        if push.log_start > self.log_end {
+            // Only a push of the leader's first batch (the one holding its log start)
+            // can start the log over there: one starting later would skip records the
+            // leader holds. An empty push means the leader holds nothing from its log
+            // start: start over at it.
+            if push.count == 0 {
+                return PushAnswer::StartOver { at: push.log_start };
+            }
+            if push.base <= push.log_start && push.base > self.log_end {
+                return PushAnswer::StartOver { at: push.base };
+            }
+        }
         if push.base > self.log_end {
             PushAnswer::Gap { from: self.log_end }
         } else if end <= self.log_end {
@@ -95,6 +113,16 @@ impl Follower {
         } else {
             PushAnswer::Append { skip: self.log_end.0 - push.base.0 }
         }
+    }
+
+    /// The log was started over at `at` (past its end, see [`PushAnswer::StartOver`];
+    /// or anywhere when it held no epoch, at its leader's log start): it holds nothing
+    /// below, and no epoch yet.
+    pub fn started_over(&mut self, at: Offset) {
+        assert!(at > self.log_end || self.last_epoch.0 < 0, "a log holding epochs starts over only past its end");
+        self.log_end = at;
+        self.last_epoch = LeaderEpoch(-1);
+        self.high_watermark = self.high_watermark.min(at);
     }
 
     /// The pushed records of `epoch` were appended: the log now ends at `log_end`.
@@ -159,7 +187,37 @@ mod tests {
     use super::*;
 
     fn push(epoch: i32, base: i64, count: i64, hw: i64) -> Push {
-        Push { epoch: LeaderEpoch(epoch), base: Offset(base), count, high_watermark: Offset(hw) }
+        Push { epoch: LeaderEpoch(epoch), base: Offset(base), count, high_watermark: Offset(hw), log_start: Offset(0) }
+    }
+
+    /// Found with real processes: a follower down while DeleteRecords moved the
+    /// leader's log start past its log end was answered "gap" forever (the leader can
+    /// only send from its log start), and never rejoined.
+    #[test]
+    fn a_log_ending_below_the_leaders_log_start_starts_over() {
+        let mut f = Follower::new(Replica::new(LeaderEpoch(1)), Offset(1), LeaderEpoch(0), Offset(1));
+        assert_eq!(f.reconciled(LeaderEpoch(1), Offset(1), LeaderEpoch(0)), None);
+        let later = Push { log_start: Offset(5000), ..push(1, 5500, 10, 6000) };
+        assert_eq!(f.on_push(later), PushAnswer::Gap { from: Offset(1) }, "not from the leader's first batch");
+        let from_start = Push { log_start: Offset(5000), ..push(1, 4998, 10, 6000) };
+        assert_eq!(f.on_push(from_start), PushAnswer::StartOver { at: Offset(4998) });
+        f.started_over(Offset(4998));
+        assert_eq!(f.on_push(from_start), PushAnswer::Append { skip: 0 });
+        f.appended(LeaderEpoch(1), Offset(5008));
+        assert_eq!(f.high_watermark(), Offset(4998), "capped by the log end before the append");
+        assert_eq!(
+            f.on_push(Push { log_start: Offset(5000), ..push(1, 5008, 0, 6000) }),
+            PushAnswer::Held { log_end: Offset(5008) }
+        );
+        assert_eq!(f.high_watermark(), Offset(5008));
+        // A leader holding nothing from its log start pushes nothing: start over there.
+        let mut g = Follower::new(Replica::new(LeaderEpoch(1)), Offset(1), LeaderEpoch(0), Offset(1));
+        assert_eq!(g.reconciled(LeaderEpoch(1), Offset(1), LeaderEpoch(0)), None);
+        let empty = Push { log_start: Offset(9), ..push(1, 1, 0, 9) };
+        assert_eq!(g.on_push(empty), PushAnswer::StartOver { at: Offset(9) });
+        // Above the leader's log start, a push past the end is only a gap.
+        let ahead = Push { log_start: Offset(5000), ..push(1, 5100, 10, 6000) };
+        assert_eq!(f.on_push(ahead), PushAnswer::Gap { from: Offset(5008) });
     }
 
     #[test]

@@ -128,6 +128,9 @@ struct Plan {
     cut_permille: u32,
     write_permille: u32,
     fsync_permille: u32,
+    /// Chance per tick of DeleteRecords at the leader (moves its log start up to its
+    /// high watermark; the followers follow it, and one down meanwhile starts over).
+    delete_permille: u32,
     /// A scripted run: no nemesis, no client, no loss (scenario tests drive it).
     scripted: bool,
 }
@@ -151,6 +154,7 @@ impl Plan {
             cut_permille: [0, 20, 60][rng.random_range(0..3)],
             write_permille: [300, 700][rng.random_range(0..2)],
             fsync_permille: [100, 300, 800][rng.random_range(0..3)],
+            delete_permille: [0, 10, 40][rng.random_range(0..3)],
             scripted: false,
         }
     }
@@ -169,6 +173,7 @@ impl Plan {
             cut_permille: 0,
             write_permille: 0,
             fsync_permille: 0,
+            delete_permille: 0,
             scripted: true,
         }
     }
@@ -222,6 +227,8 @@ enum Msg {
         epoch: LeaderEpoch,
         asked: LeaderEpoch,
         answer: (LeaderEpoch, Offset),
+        /// The answering log's start offset.
+        log_start: Offset,
     },
     Fetch {
         epoch: LeaderEpoch,
@@ -231,6 +238,7 @@ enum Msg {
     Fetched {
         epoch: LeaderEpoch,
         records: Vec<Record>,
+        log_start: Offset,
     },
     Push {
         push: Push,
@@ -282,7 +290,16 @@ enum Role {
 struct Node {
     id: NodeId,
     up: bool,
+    /// Records by offset; those below `log_start` are deleted (a log started over holds
+    /// placeholders there, of no epoch).
     log: Vec<Record>,
+    /// The log start offset (durable, as the server's checkpoint): DeleteRecords at a
+    /// leader, followed by its followers.
+    log_start: Offset,
+    /// The leader-epoch cache as storage keeps it (epoch, start offset): an entry per
+    /// epoch appended, the one covering the log start moved up to it, entries at or past
+    /// a truncation point dropped, all of it dropped when the log starts over.
+    epochs: Vec<(LeaderEpoch, Offset)>,
     /// Records fsynced: they survive a crash.
     durable: usize,
     /// The high watermark last checkpointed with an fsync.
@@ -302,10 +319,6 @@ fn end(log: &[Record]) -> Offset {
     Offset(log.len() as i64)
 }
 
-fn last_epoch(log: &[Record]) -> LeaderEpoch {
-    log.last().map_or(NO_EPOCH, |r| r.epoch)
-}
-
 /// A log as its epochs' ranges: `e3:0..20 e11:20..46`.
 fn runs(log: &[Record]) -> String {
     let mut out = Vec::new();
@@ -319,12 +332,20 @@ fn runs(log: &[Record]) -> String {
     out.join(" ")
 }
 
-/// OffsetForLeaderEpoch over `log`: the largest epoch at or below `asked` and where it
-/// ends (`(NO_EPOCH, 0)` when there is none).
-fn epoch_end(log: &[Record], asked: LeaderEpoch) -> (LeaderEpoch, Offset) {
-    match log.iter().rposition(|r| r.epoch <= asked) {
-        Some(i) => (log[i].epoch, Offset(i as i64 + 1)),
-        None => (NO_EPOCH, Offset(0)),
+/// OffsetForLeaderEpoch over an epoch cache, as storage answers it: the largest
+/// epoch at or below `asked` and where it ends; an epoch below every cached one: it and
+/// the first cached start; `(NO_EPOCH, 0)`, storage's "undefined", for an empty cache
+/// or a question about no epoch (the asker keeps its log, as the server does).
+fn epoch_end(cache: &[(LeaderEpoch, Offset)], log_end: Offset, asked: LeaderEpoch) -> (LeaderEpoch, Offset) {
+    let Some(&(latest, _)) = cache.last().filter(|_| asked != NO_EPOCH) else { return (NO_EPOCH, Offset(0)) };
+    if asked >= latest {
+        return (latest, log_end);
+    }
+    let higher = cache.partition_point(|&(e, _)| e <= asked);
+    let until = cache[higher].1;
+    match higher.checked_sub(1) {
+        Some(floor) => (cache[floor].0, until),
+        None => (asked, until),
     }
 }
 
@@ -334,6 +355,8 @@ impl Node {
             id,
             up: true,
             log: Vec::new(),
+            log_start: Offset(0),
+            epochs: Vec::new(),
             durable: 0,
             hw_checkpoint: Offset(0),
             sealed: LeaderEpoch(0),
@@ -345,7 +368,30 @@ impl Node {
     }
 
     fn position(&self) -> LogPosition {
-        LogPosition { last_epoch: last_epoch(&self.log), log_end: end(&self.log) }
+        LogPosition { last_epoch: self.last_epoch(), log_end: end(&self.log) }
+    }
+
+    /// The epoch cache's latest epoch (the server's `latest_epoch`).
+    fn last_epoch(&self) -> LeaderEpoch {
+        self.epochs.last().map_or(NO_EPOCH, |&(e, _)| e)
+    }
+
+    fn append(&mut self, r: Record) {
+        assert_eq!(r.offset, end(&self.log), "an append past the log end");
+        if self.epochs.last().is_none_or(|&(e, _)| e != r.epoch) {
+            self.epochs.push((r.epoch, r.offset));
+        }
+        self.log.push(r);
+    }
+
+    /// Moves the log start to `start` and trims the epoch cache as storage does.
+    fn set_log_start(&mut self, start: Offset) {
+        self.log_start = start;
+        let at_or_before = self.epochs.partition_point(|&(_, s)| s <= start);
+        if let Some(kept) = at_or_before.checked_sub(1) {
+            self.epochs.drain(..kept);
+            self.epochs[0].1 = start;
+        }
     }
 
     fn leading_epoch(&self) -> Option<LeaderEpoch> {
@@ -367,9 +413,33 @@ impl Node {
     }
 
     fn truncate(&mut self, to: Offset) {
-        let to = to.0 as usize;
-        self.log.truncate(to);
-        self.durable = self.durable.min(to);
+        self.log.truncate(to.0 as usize);
+        self.durable = self.durable.min(to.0 as usize);
+        self.epochs.retain(|&(_, s)| s < to);
+        if self.log_start > to {
+            self.set_log_start(to);
+        }
+    }
+
+    /// Drops every record and continues at `at`, past the log end (a log ending below
+    /// its leader's log start: `PushAnswer::StartOver`). Durable at once.
+    fn start_over(&mut self, at: Offset) {
+        assert!(at > end(&self.log) || self.epochs.is_empty());
+        self.log = (0..at.0).map(|o| Record { offset: Offset(o), epoch: NO_EPOCH, value: None }).collect();
+        self.log_start = at;
+        self.epochs.clear();
+        self.durable = self.log.len();
+    }
+
+    /// Moves the log start up to `leader_start` (of the leader, or of the source a new
+    /// leader caught up from) as the server does: never past its own log end. Below it
+    /// the records are committed and deleted; this log's copy may even differ there
+    /// (OffsetForLeaderEpoch cannot judge below the other log's start).
+    fn follow_log_start(&mut self, leader_start: Offset) {
+        let start = leader_start.min(end(&self.log));
+        if start > self.log_start {
+            self.set_log_start(start);
+        }
     }
 
     fn persist_seal(&mut self) {
@@ -437,6 +507,8 @@ struct World {
     drops: BTreeMap<(Offset, LeaderEpoch, Option<u64>), u32>,
     /// Per epoch: the leader's last high watermark.
     hws: BTreeMap<LeaderEpoch, Offset>,
+    /// The highest offset DeleteRecords was asked to delete below.
+    deleted_to: Offset,
     out: Outcome,
     in_heal: bool,
 }
@@ -464,6 +536,7 @@ impl World {
             acked: BTreeMap::new(),
             drops: BTreeMap::new(),
             hws: BTreeMap::new(),
+            deleted_to: Offset(0),
             out: Outcome::default(),
             in_heal: false,
         }
@@ -648,7 +721,7 @@ impl World {
                 }
             },
             Stage::Reconciling(plan) => {
-                let last_epoch = last_epoch(&self.node(id).log);
+                let last_epoch = self.node(id).last_epoch();
                 self.send(id, plan.source, Msg::EpochEndAsk { epoch, last_epoch, of_source: true });
             }
             Stage::Fetching(plan) => {
@@ -685,11 +758,11 @@ impl World {
         let Role::Recover { recovery, .. } = &n.role else { unreachable!("opening while not recovering") };
         let epoch = recovery.epoch();
         let start = end(&n.log);
-        let last = last_epoch(&n.log);
+        let last = n.last_epoch();
         // Follow our own epoch: our log is its base.
         let lost = n.follower.reconciled(epoch, start, last);
         assert_eq!(lost, None, "a new leader's log was already reconciled");
-        n.log.push(Record { offset: start, epoch, value: None });
+        n.append(Record { offset: start, epoch, value: None });
         n.follower.appended(epoch, end(&n.log));
         let mut leader = Leader::new(id, &replicas, epoch, quorums, start, n.follower.high_watermark());
         let counted = n.held(caching);
@@ -727,11 +800,12 @@ impl World {
         if !n.up {
             return None;
         }
-        let Role::Lead(l) = &mut n.role else { return None };
+        let Role::Lead(l) = &n.role else { return None };
         let epoch = l.leader.epoch();
         let offset = end(&n.log);
-        n.log.push(Record { offset, epoch, value: Some(value) });
+        n.append(Record { offset, epoch, value: Some(value) });
         n.follower.appended(epoch, end(&n.log));
+        let Role::Lead(l) = &mut n.role else { unreachable!("leading") };
         // Without caching the leader counts only its fsynced part, but followers may hold
         // (and fsync) up to its log end (the server's `appended_durably`).
         let moved =
@@ -783,10 +857,16 @@ impl World {
             if to == id {
                 continue;
             }
-            let from = (next.0 as usize).min(n.log.len());
+            let from = (next.max(n.log_start).0 as usize).min(n.log.len());
             let upto = (from + BATCH_MAX).min(n.log.len());
             let records = n.log[from..upto].to_vec();
-            let push = Push { epoch, base: Offset(from as i64), count: records.len() as i64, high_watermark: hw };
+            let push = Push {
+                epoch,
+                base: Offset(from as i64),
+                count: records.len() as i64,
+                high_watermark: hw,
+                log_start: n.log_start,
+            };
             sends.push((to, push, records));
         }
         for (to, push, records) in sends {
@@ -824,14 +904,18 @@ impl World {
             Msg::EpochEndAsk { epoch, last_epoch, of_source } => {
                 self.on_epoch_end_ask(from, to, epoch, last_epoch, of_source)
             }
-            Msg::EpochEndIs { epoch, asked, answer } => self.on_epoch_end(from, to, epoch, asked, answer),
-            Msg::Fetch { epoch, from: start, to: upto } => {
-                let log = &self.node(to).log;
-                let upto = (upto.0 as usize).min(log.len()).min(start.0 as usize + BATCH_MAX);
-                let records = log.get(start.0 as usize..upto).map(<[Record]>::to_vec).unwrap_or_default();
-                self.send(to, from, Msg::Fetched { epoch, records });
+            Msg::EpochEndIs { epoch, asked, answer, log_start } => {
+                self.on_epoch_end(from, to, epoch, asked, answer, log_start)
             }
-            Msg::Fetched { epoch, records } => self.on_fetched(from, to, epoch, records),
+            Msg::Fetch { epoch, from: start, to: upto } => {
+                let n = self.node(to);
+                let (log, log_start) = (&n.log, n.log_start);
+                let start = start.max(log_start).0 as usize;
+                let upto = (upto.0 as usize).min(log.len()).min(start + BATCH_MAX);
+                let records = log.get(start..upto).map(<[Record]>::to_vec).unwrap_or_default();
+                self.send(to, from, Msg::Fetched { epoch, records, log_start });
+            }
+            Msg::Fetched { epoch, records, log_start } => self.on_fetched(from, to, epoch, records, log_start),
             Msg::Push { push, records } => self.on_push(from, to, push, records),
             Msg::PushAck { epoch, log_end } => {
                 let Role::Lead(l) = &mut self.node(to).role else { return };
@@ -891,8 +975,9 @@ impl World {
             _ => of_source && n.sealed >= epoch,
         };
         if answers {
-            let answer = epoch_end(&n.log, asked);
-            self.send(to, from, Msg::EpochEndIs { epoch, asked, answer });
+            let answer = epoch_end(&n.epochs, end(&n.log), asked);
+            let log_start = n.log_start;
+            self.send(to, from, Msg::EpochEndIs { epoch, asked, answer, log_start });
         }
     }
 
@@ -903,15 +988,16 @@ impl World {
         epoch: LeaderEpoch,
         asked: LeaderEpoch,
         answer: (LeaderEpoch, Offset),
+        their_start: Offset,
     ) {
         let n = self.node(to);
         match &n.role {
             Role::Recover { recovery, stage: Stage::Reconciling(plan) } => {
-                if recovery.epoch() != epoch || plan.source != from || asked != last_epoch(&n.log) {
+                if recovery.epoch() != epoch || plan.source != from || asked != n.last_epoch() {
                     return;
                 }
                 let plan = *plan;
-                let (t, done) = self.reconcile(to, epoch, answer);
+                let (t, done) = self.reconcile(to, epoch, answer, their_start);
                 assert!(t <= plan.target.log_end, "reconciled past the target");
                 if !done {
                     // Ask again about the new last epoch (next tick).
@@ -928,11 +1014,11 @@ impl World {
                 }
                 // Only the answer to the question the follower would ask now: an answer
                 // about another last epoch (asked before a crash) truncates wrongly.
-                let probe = Push { epoch, base: Offset(0), count: 0, high_watermark: Offset(0) };
+                let probe = Push { epoch, base: Offset(0), count: 0, high_watermark: Offset(0), log_start: Offset(0) };
                 if n.follower.clone().on_push(probe) != (PushAnswer::Reconcile { last_epoch: asked }) {
                     return;
                 }
-                if !self.reconcile(to, epoch, answer).1 {
+                if !self.reconcile(to, epoch, answer, their_start).1 {
                     // The next push asks again.
                     return;
                 }
@@ -947,16 +1033,34 @@ impl World {
     /// Truncates `id`'s divergent tail given the leader's (or source's) answer for its
     /// last epoch, and follows `epoch` if the log now ends in the answered epoch (else
     /// it asks again). Returns where the log now ends and whether it follows.
-    fn reconcile(&mut self, id: NodeId, epoch: LeaderEpoch, answer: (LeaderEpoch, Offset)) -> (Offset, bool) {
+    fn reconcile(
+        &mut self,
+        id: NodeId,
+        epoch: LeaderEpoch,
+        answer: (LeaderEpoch, Offset),
+        their_start: Offset,
+    ) -> (Offset, bool) {
+        let n = self.node(id);
+        if answer.0 == NO_EPOCH && n.last_epoch() == NO_EPOCH && end(&n.log) != their_start {
+            // A log holding nothing (no epoch) moves to the other log's start, as the
+            // server does: wherever its end is, it holds nothing to keep.
+            n.start_over(their_start);
+            n.follower.started_over(their_start);
+            self.note(format!("{id}, holding nothing, starts its log over at {their_start}"));
+        }
         let n = self.node(id);
         let followed = n.followed;
         let before = end(&n.log);
-        let t = truncation_point(before, answer, epoch_end(&n.log, answer.0).1);
+        let t = if answer.0 == NO_EPOCH {
+            before
+        } else {
+            truncation_point(before, answer, epoch_end(&n.epochs, before, answer.0).1)
+        };
         let hw = n.follower.high_watermark();
         let dropped: Vec<Record> = n.log[t.0 as usize..].to_vec();
         n.truncate(t);
-        let last = last_epoch(&n.log);
-        let done = n.log.is_empty() || last == answer.0;
+        let last = n.last_epoch();
+        let done = n.log.is_empty() || last == answer.0 || answer.0 == NO_EPOCH;
         let went_back = (done && epoch < followed).then_some(followed);
         if done {
             n.followed = followed.max(epoch);
@@ -990,7 +1094,7 @@ impl World {
     fn fetch_or_open(&mut self, id: NodeId, plan: RecoveryPlan) {
         let n = self.node(id);
         if end(&n.log) >= plan.target.log_end {
-            if last_epoch(&n.log) == plan.target.last_epoch {
+            if n.last_epoch() == plan.target.last_epoch {
                 self.open_epoch(id);
             } else {
                 self.restart_recovery(id, "the source's log changed");
@@ -1000,13 +1104,22 @@ impl World {
         }
     }
 
-    fn on_fetched(&mut self, from: NodeId, to: NodeId, epoch: LeaderEpoch, records: Vec<Record>) {
+    fn on_fetched(&mut self, from: NodeId, to: NodeId, epoch: LeaderEpoch, records: Vec<Record>, log_start: Offset) {
         let n = self.node(to);
         let Role::Recover { recovery, stage: Stage::Fetching(plan) } = &n.role else { return };
         if recovery.epoch() != epoch || plan.source != from {
             return;
         }
         let plan = *plan;
+        if let Some(first) = records.first().map(|r| r.offset) {
+            if first > end(&n.log) && log_start > end(&n.log) {
+                // As the server: a log ending below the source's log start starts over.
+                n.start_over(first);
+                n.follower.started_over(first);
+                self.note(format!("{to} starts its log over at {first} (the source's log start is {log_start})"));
+            }
+        }
+        let n = self.node(to);
         let own_end = end(&n.log);
         if records.first().is_none_or(|r| r.offset != own_end) {
             if records.is_empty() && own_end < plan.target.log_end {
@@ -1015,8 +1128,9 @@ impl World {
             return;
         }
         for r in records.into_iter().filter(|r| r.offset < plan.target.log_end) {
-            n.log.push(r);
+            n.append(r);
         }
+        n.follow_log_start(log_start);
         let log_end = end(&n.log);
         n.follower.appended(epoch, log_end);
         self.fetch_or_open(to, plan);
@@ -1028,11 +1142,26 @@ impl World {
         if n.leading_epoch() == Some(push.epoch) {
             return;
         }
-        match n.follower.on_push(push) {
+        let answer = n.follower.on_push(push);
+        if !matches!(answer, PushAnswer::Fenced(_) | PushAnswer::Reconcile { .. }) {
+            n.follow_log_start(push.log_start);
+        }
+        match answer {
+            PushAnswer::StartOver { at } => {
+                n.start_over(at);
+                n.follower.started_over(at);
+                for r in records.iter().filter(|r| r.offset >= at) {
+                    n.append(*r);
+                }
+                let log_end = end(&n.log);
+                n.follower.appended(push.epoch, log_end);
+                let held = n.held(caching);
+                self.note(format!("{to} starts its log over at {at} (the leader's log start is {})", push.log_start));
+                self.send(to, from, Msg::PushAck { epoch: push.epoch, log_end: held });
+            }
             PushAnswer::Append { skip } => {
                 for r in &records[skip as usize..] {
-                    assert_eq!(r.offset, end(&n.log), "a push appended past the log end");
-                    n.log.push(*r);
+                    n.append(*r);
                 }
                 let log_end = end(&n.log);
                 n.follower.appended(push.epoch, log_end);
@@ -1064,7 +1193,9 @@ impl World {
         // replica's position at the next election no longer vouches for them, even for
         // those it kept.
         let demoted: Vec<Record> = if lost.is_empty() { Vec::new() } else { n.log.clone() };
-        n.log.truncate(n.durable + keep);
+        // As storage opens it: the epoch cache without entries past the log end, the
+        // log start checkpoint at most the recovered end.
+        n.truncate(Offset((n.durable + keep) as i64));
         n.durable = n.log.len();
         n.up = false;
         n.role = Role::Follow;
@@ -1079,11 +1210,38 @@ impl World {
         self.note(format!("{id} crashes, losing {} records (kept {keep} of {tail} unflushed)", lost.len()));
     }
 
+    /// DeleteRecords at a leader: its log start moves up to a random offset at most its
+    /// high watermark (as the server allows).
+    fn delete_records(&mut self) {
+        let leaders: Vec<NodeId> = self
+            .ids()
+            .into_iter()
+            .filter(|&i| {
+                self.nodes[(i.0 - 1) as usize].up && matches!(self.nodes[(i.0 - 1) as usize].role, Role::Lead(_))
+            })
+            .collect();
+        if leaders.is_empty() {
+            return;
+        }
+        let id = leaders[self.rng.random_range(0..leaders.len())];
+        let n = &self.nodes[(id.0 - 1) as usize];
+        let Role::Lead(l) = &n.role else { unreachable!() };
+        let hw = l.leader.high_watermark();
+        if hw <= n.log_start {
+            return;
+        }
+        let to = Offset(self.rng.random_range(n.log_start.0 + 1..=hw.0));
+        self.node(id).set_log_start(to);
+        self.deleted_to = self.deleted_to.max(to);
+        self.note(format!("DeleteRecords at {id}: log start {to}"));
+    }
+
     fn restart(&mut self, id: NodeId) {
         let n = self.node(id);
         let log_end = end(&n.log);
         let hw = n.hw_checkpoint.min(log_end);
-        n.follower = Follower::new(Replica::new(n.sealed), log_end, last_epoch(&n.log), hw);
+        let last = n.last_epoch();
+        n.follower = Follower::new(Replica::new(n.sealed), log_end, last, hw);
         n.known_epoch = n.sealed;
         n.up = true;
         let sealed = n.sealed;
@@ -1101,6 +1259,9 @@ impl World {
             } else if self.chance(150) {
                 self.restart(id);
             }
+        }
+        if self.chance(self.plan.delete_permille) {
+            self.delete_records();
         }
         if self.chance(self.plan.cut_permille) {
             let a = ids[self.rng.random_range(0..ids.len())];
@@ -1223,7 +1384,10 @@ impl World {
         let Role::Lead(state) = &leader.role else { return false };
         state.leader.epoch() == self.epoch
             && state.leader.high_watermark() == end(&leader.log)
-            && self.nodes.iter().all(|n| n.log == leader.log)
+            && self.nodes.iter().all(|n| {
+                let from = n.log_start.max(leader.log_start).0 as usize;
+                n.log.len() == leader.log.len() && n.log[from..] == leader.log[from..]
+            })
     }
 
     // -- invariants ------------------------------------------------------------------
@@ -1231,13 +1395,24 @@ impl World {
     fn check_logs(&mut self) {
         let mut found = Vec::new();
         for n in &self.nodes {
+            if n.log_start > self.deleted_to {
+                found.push(format!(
+                    "{}'s log starts at {}, past what was deleted ({})",
+                    n.id, n.log_start, self.deleted_to
+                ));
+            }
+            if n.log_start > end(&n.log) {
+                found.push(format!("{}'s log starts at {}, past its end {}", n.id, n.log_start, end(&n.log)));
+            }
             let mut values = BTreeSet::new();
             for (i, r) in n.log.iter().enumerate() {
                 if r.offset != Offset(i as i64) {
                     found.push(format!("{}'s log is not dense: {r:?} at index {i}", n.id));
                     break;
                 }
-                if i > 0 && r.epoch < n.log[i - 1].epoch {
+                // Below the log start, records are deleted: a truncation to it may be
+                // followed by a leader's records of an older epoch (storage allows it).
+                if i as i64 > n.log_start.0 && r.epoch < n.log[i - 1].epoch {
                     found.push(format!("{}'s epochs go back at {}", n.id, r.offset));
                     break;
                 }
@@ -1268,8 +1443,9 @@ impl World {
                 }
                 // The last offset where both hold a record of the same epoch.
                 let common = a.log.len().min(b.log.len());
-                let Some(last) = (0..common).rev().find(|&i| a.log[i].epoch == b.log[i].epoch) else { continue };
-                if a.log[..=last] != b.log[..=last] {
+                let from = a.log_start.max(b.log_start).0 as usize;
+                let Some(last) = (from..common).rev().find(|&i| a.log[i].epoch == b.log[i].epoch) else { continue };
+                if a.log[from..=last] != b.log[from..=last] {
                     found.push(format!(
                         "logs of {} and {} differ below their common record {last}: [{}] and [{}]",
                         a.id,
@@ -1295,11 +1471,16 @@ impl World {
     /// The log of `id` holds every value acknowledged (in an epoch before `before`, if
     /// given) at its offset, or its loss is allowed.
     fn missing_acked(&self, id: NodeId, before: Option<LeaderEpoch>) -> (Vec<(u64, Offset)>, u64) {
-        let log = &self.nodes[(id.0 - 1) as usize].log;
+        let node = &self.nodes[(id.0 - 1) as usize];
+        let log = &node.log;
         let mut missing = Vec::new();
         let mut allowed = 0;
         for (&value, &offset) in &self.acked {
             if before.is_some_and(|e| self.written[&value].1 >= e) {
+                continue;
+            }
+            if offset < node.log_start {
+                // Deleted by DeleteRecords (`check_logs` checks no log starts past it).
                 continue;
             }
             if log.get(offset.0 as usize).is_some_and(|r| r.value == Some(value)) {
