@@ -56,6 +56,13 @@ pub struct PartitionRecord {
     pub isr: Option<Vec<i32>>,
 }
 
+impl PartitionRecord {
+    /// Whether the leader's last report counts `replica` in sync.
+    pub fn in_sync(&self, replica: i32) -> bool {
+        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica))
+    }
+}
+
 pub fn topic_key(name: &str) -> String {
     format!("{TOPICS_PREFIX}{name}")
 }
@@ -823,12 +830,14 @@ fn grow(
 }
 
 /// Gives the partitions passing `which` to their preferred (first) replica where it is
-/// in `live` and does not lead yet; returns how many changed.
+/// in `live`, does not lead yet and is in sync (the leader's last report counts it):
+/// a replica still catching up, or one started over below the leader's log start,
+/// does not hold the log and must not lead it. Returns how many changed.
 pub fn prefer(record: &mut TopicRecord, live: &BTreeSet<i32>, which: impl Fn(i32) -> bool) -> usize {
     let mut changes = 0;
     for (i, p) in record.partitions.iter_mut().enumerate() {
         let Some(&preferred) = p.replicas.first() else { continue };
-        if which(i as i32) && p.leader != preferred && live.contains(&preferred) {
+        if which(i as i32) && p.leader != preferred && live.contains(&preferred) && p.in_sync(preferred) {
             p.leader = preferred;
             p.epoch += 1;
             p.isr = None;
@@ -856,12 +865,11 @@ fn elect_leaders_where(record: &mut TopicRecord, live: &BTreeSet<i32>, which: im
         }
         // A live replica the last leader counted in its quorum first: it holds the
         // most (an available topic's new leader loses nothing it holds).
-        let in_sync = |r: &i32| p.isr.as_ref().is_some_and(|isr| isr.contains(r));
         let next = p
             .replicas
             .iter()
             .copied()
-            .find(|r| live.contains(r) && in_sync(r))
+            .find(|&r| live.contains(&r) && p.in_sync(r))
             .or_else(|| p.replicas.iter().copied().find(|r| live.contains(r)))
             .unwrap_or(-1);
         if next != p.leader {
@@ -879,7 +887,13 @@ mod tests {
     use super::*;
 
     fn broker(id: i32, rack: Option<&str>) -> BrokerInfo {
-        BrokerInfo { id: NodeId(id), host: "h".into(), port: 1, rack: rack.map(str::to_string) }
+        BrokerInfo {
+            id: NodeId(id),
+            host: "h".into(),
+            port: 1,
+            rack: rack.map(str::to_string),
+            incarnation: String::new(),
+        }
     }
 
     #[test]
@@ -947,6 +961,10 @@ mod tests {
         r.partitions[0].isr = Some(vec![3]);
         assert_eq!(elect_leaders(&mut r, &[2].into()), 1, "no in-sync replica live: any live one");
         assert_eq!(r.partitions[0].leader, 2);
+        assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 0, "1 is not known to be in sync");
+        r.partitions[0].isr = Some(vec![2, 3]);
+        assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 0, "1 is not in sync");
+        r.partitions[0].isr = Some(vec![2, 1]);
         assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 1);
         assert_eq!((r.partitions[0].leader, r.partitions[0].epoch), (1, 7));
         assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 0, "already preferred");

@@ -38,11 +38,13 @@ pub enum Role {
     Following(Follower),
 }
 
-/// A leader's state: the engine, and when each follower last answered.
+/// A leader's state: the engine, when each follower last answered, and when each last
+/// held everything this leader had sent it (Kafka's last caught-up time).
 #[derive(Debug)]
 pub struct Leading {
     pub engine: Leader,
     pub contact: BTreeMap<NodeId, Instant>,
+    pub caught_up: BTreeMap<NodeId, Instant>,
 }
 
 pub struct Partition {
@@ -262,6 +264,11 @@ impl Partition {
                     p.flushing = true;
                     job
                 }
+                None if p.log.is_failed() => {
+                    let failed = Error::Storage(format!("{}: the log failed an fsync; it takes no writes", p.tp));
+                    p.release_waiters(Some(failed));
+                    return;
+                }
                 None => {
                     p.release_waiters(None);
                     return;
@@ -290,6 +297,8 @@ impl Partition {
                 };
                 if let Some(e) = &error {
                     tracing::error!(partition = %p.tp, error = %e, "fsync failed");
+                    // fsyncgate: nothing written before may be reported durable now.
+                    p.log.fail_flush();
                 }
                 p.release_waiters(error);
                 if !p.log.config().write_caching {

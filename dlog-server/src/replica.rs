@@ -53,6 +53,9 @@ const SEAL_RETRY: Duration = Duration::from_millis(200);
 /// At most this many rounds of "where does my last epoch end" (one per epoch a log
 /// holds that the other lacks; more means something is wrong).
 const RECONCILE_ROUNDS: usize = 64;
+/// The first and longest pause after repeated gap answers at one offset.
+const GAP_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const GAP_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a new leader of an available topic listens for its replicas' positions.
 const AP_LISTEN: Duration = Duration::from_millis(300);
 
@@ -131,6 +134,10 @@ pub struct ReplicaReply {
     pub records: Bytes,
     #[prost(string, tag = "5")]
     pub error: String,
+    /// For a read: the replica's log start offset (a reader whose log ends below it
+    /// starts its log over there).
+    #[prost(int64, tag = "6")]
+    pub log_start: i64,
 }
 
 impl ReplicaReply {
@@ -184,8 +191,9 @@ async fn serve(shard: &Rc<Shard>, from: NodeId, tp: TopicPartition, request: Rep
         kind::READ => {
             let p = p.borrow();
             let end = p.log.log_end_offset();
-            match p.log.read(Offset(request.offset), PUSH_BYTES_MAX, end) {
-                Ok(read) => ReplicaReply { records: read.bytes, ..ReplicaReply::ok(-1, end) },
+            let start = p.log.log_start_offset();
+            match p.log.read(Offset(request.offset).max(start), PUSH_BYTES_MAX, end) {
+                Ok(read) => ReplicaReply { records: read.bytes, log_start: start.0, ..ReplicaReply::ok(-1, end) },
                 Err(e) => ReplicaReply::unavailable(e.to_string()),
             }
         }
@@ -212,8 +220,7 @@ fn follow(p: &mut Partition, epoch: LeaderEpoch) {
 /// Persists a seal at `epoch` (a newer epoch only).
 fn persist_seal(p: &mut Partition, epoch: LeaderEpoch) -> Result<(), String> {
     if epoch > p.sealed {
-        dlog_storage::replace_file_atomically(p.log.dir(), SEALED_FILE, epoch.0.to_string().as_bytes())
-            .map_err(|e| format!("cannot persist the seal of {}: {e}", p.tp))?;
+        persist_sealed(p.log.dir(), epoch).map_err(|e| format!("cannot persist the seal of {}: {e}", p.tp))?;
         p.sealed = epoch;
         if let Role::Following(f) = &mut p.role {
             f.seal(epoch).expect("sealing at a newer epoch");
@@ -222,15 +229,36 @@ fn persist_seal(p: &mut Partition, epoch: LeaderEpoch) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the sealed-epoch file of a partition directory (atomically, fsynced).
+pub fn persist_sealed(dir: &std::path::Path, epoch: LeaderEpoch) -> Result<(), dlog_storage::StorageError> {
+    dlog_storage::replace_file_atomically(dir, SEALED_FILE, epoch.0.to_string().as_bytes())
+}
+
 /// The file in a partition's directory recording the newest sealed epoch.
 pub const SEALED_FILE: &str = "sealed-epoch";
 
-/// Reads the sealed epoch of a partition directory (-1 when never sealed).
-pub fn read_sealed(dir: &std::path::Path) -> LeaderEpoch {
-    std::fs::read_to_string(dir.join(SEALED_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .map_or(NEVER_SEALED, LeaderEpoch)
+/// Reads the sealed epoch of a partition directory: -1 when never sealed (no file); an
+/// error when the file exists but cannot be read or parsed, which must never be taken
+/// for "never sealed" (that would let a deposed leader's pushes in again).
+pub fn read_sealed(dir: &std::path::Path) -> Result<LeaderEpoch, String> {
+    let path = dir.join(SEALED_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(LeaderEpoch)
+            .map_err(|e| format!("{}: not an epoch ({e}): {:?}", path.display(), text.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NEVER_SEALED),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// The seal of a replica whose sealed-epoch file is damaged, rebuilt to fail closed:
+/// at least every epoch its log holds and the epoch the metadata names now. Every
+/// leader that could have sealed it got its epoch from the metadata, so no epoch above
+/// the current one was ever sealed; sealing higher than before only fences more.
+pub fn rebuilt_seal(log_latest: Option<LeaderEpoch>, metadata_epoch: LeaderEpoch) -> LeaderEpoch {
+    log_latest.unwrap_or(NEVER_SEALED).max(metadata_epoch)
 }
 
 /// The seal of a replica that never answered a leader.
@@ -272,14 +300,41 @@ fn batches_from(records: &Bytes, from: Offset) -> Option<Bytes> {
     Some(Bytes::new())
 }
 
-/// Moves this follower's log start up to the leader's (never past what it holds).
+/// Moves this replica's log start up to its leader's (or, for a new leader, its
+/// recovery source's), never past what it holds. Below it every record is committed and
+/// deleted, and this log's copy may even differ there: OffsetForLeaderEpoch cannot
+/// judge below the other log's start (found by the replication simulation).
 fn follow_log_start(p: &mut Partition, leader_start: Offset) {
-    let start = leader_start.min(p.log.log_end_offset()).min(p.high_watermark());
+    let start = leader_start.min(p.log.log_end_offset());
     if start > p.log.log_start_offset() {
         if let Err(e) = p.log.delete_records_before(start) {
             tracing::warn!(partition = %p.tp, error = %e, "cannot follow the leader's log start");
         }
     }
+}
+
+/// Appends the pushed batches from the one at `start` (what this follower lacks), then
+/// follows the leader's log start and high watermark `hw`; the new log end.
+fn append_pushed(
+    part: &mut Partition,
+    epoch: LeaderEpoch,
+    records: &Bytes,
+    start: Offset,
+    hw: Offset,
+) -> Result<Offset, ReplicaReply> {
+    let Some(records) = batches_from(records, start) else {
+        return Err(ReplicaReply::unavailable(format!("{}: offset {start} is inside a pushed batch", part.tp)));
+    };
+    if let Err(e) = part.log.append_replicated(&records, crate::now_ms()) {
+        tracing::error!(partition = %part.tp, error = %e, "replicated append failed");
+        return Err(ReplicaReply::unavailable(e.to_string()));
+    }
+    let end = part.log.log_end_offset();
+    let Role::Following(f) = &mut part.role else { unreachable!("appending while following") };
+    f.appended(epoch, end);
+    part.log_end.send_replace(end);
+    part.set_high_watermark(hw.min(end));
+    Ok(end)
 }
 
 async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: ReplicaRequest) -> ReplicaReply {
@@ -300,6 +355,7 @@ async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: Repli
             base: Offset(request.offset),
             count: request.count,
             high_watermark: Offset(request.high_watermark),
+            log_start: Offset(request.log_start),
         };
         let Role::Following(f) = &mut part.role else { unreachable!("following after follow()") };
         let answer = f.on_push(push);
@@ -321,24 +377,29 @@ async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: Repli
                 part.set_high_watermark(hw);
                 return ReplicaReply::ok(-1, part.position());
             }
-            PushAnswer::Append { skip } => {
-                let start = Offset(request.offset).plus(skip);
-                let Some(records) = batches_from(&request.records, start) else {
-                    return ReplicaReply::unavailable(format!("{}: offset {start} is inside a pushed batch", part.tp));
-                };
-                if let Err(e) = part.log.append_replicated(&records, crate::now_ms()) {
-                    tracing::error!(partition = %part.tp, error = %e, "replicated append failed");
+            PushAnswer::StartOver { at } => {
+                tracing::warn!(partition = %part.tp, log_end = %part.log.log_end_offset(), at = %at,
+                    leader_log_start = request.log_start, "the log ends below the leader's log start; starting it over");
+                if let Err(e) = part.log.restart_at(at) {
+                    tracing::error!(partition = %part.tp, error = %e, "cannot start the log over");
                     return ReplicaReply::unavailable(e.to_string());
                 }
-                let end = part.log.log_end_offset();
                 let Role::Following(f) = &mut part.role else { unreachable!() };
-                f.appended(epoch, end);
-                part.log_end.send_replace(end);
-                part.set_high_watermark(hw.min(end));
-                if caching {
-                    return ReplicaReply::ok(-1, end);
+                f.started_over(at);
+                part.log_end.send_replace(at);
+                match append_pushed(&mut part, epoch, &request.records, at, hw) {
+                    Ok(end) if caching => return ReplicaReply::ok(-1, end),
+                    Ok(end) => end,
+                    Err(reply) => return reply,
                 }
-                end
+            }
+            PushAnswer::Append { skip } => {
+                let start = Offset(request.offset).plus(skip);
+                match append_pushed(&mut part, epoch, &request.records, start, hw) {
+                    Ok(end) if caching => return ReplicaReply::ok(-1, end),
+                    Ok(end) => end,
+                    Err(reply) => return reply,
+                }
             }
         }
     };
@@ -365,6 +426,17 @@ fn reconcile(p: &PartitionRef, epoch: LeaderEpoch, request: ReplicaRequest) -> R
     }
     let answer =
         (request.answer_epoch >= 0).then_some((LeaderEpoch(request.answer_epoch), Offset(request.answer_offset)));
+    let leader_start = Offset(request.log_start);
+    if answer.is_none() && last.0 < 0 && part.log.log_end_offset() != leader_start {
+        // This log holds no record (no epoch): wherever it ends, it moves to the
+        // leader's log start (found by the replication simulation: one left past the
+        // leader's end was counted there and never caught up).
+        tracing::info!(partition = %part.tp, log_end = %part.log.log_end_offset(), at = %leader_start,
+            "holding nothing; starting the log over at the leader's log start");
+        if let Err(e) = part.log.restart_at(leader_start) {
+            return ReplicaReply::unavailable(e.to_string());
+        }
+    }
     if let Err(e) = cut_divergent_tail(&mut part.log, answer) {
         tracing::error!(partition = %part.tp, error = %e, "truncation failed");
         return ReplicaReply::unavailable(e.to_string());
@@ -429,8 +501,7 @@ pub fn apply_assignment(shared: &Arc<Shared>, p: &PartitionRef, meta: &TopicMeta
     let mut part = p.borrow_mut();
     let Some(a) = meta.assignment(part.tp.partition.0) else { return };
     part.replicas = a.replicas.clone();
-    let (w, r) = meta.config.quorums(a.replicas.len()).unwrap_or((1, 1));
-    part.quorums = Quorums::new(a.replicas.len() as u16, w, r).unwrap_or_else(|_| Quorums::defaults(a.replicas.len()));
+    part.quorums = partition_quorums(&part.tp, meta, a.replicas.len());
     let epoch = a.leader_epoch;
     part.leader_epoch = part.leader_epoch.max(epoch);
     if a.leader == Some(me) {
@@ -457,6 +528,25 @@ pub fn apply_assignment(shared: &Arc<Shared>, p: &PartitionRef, meta: &TopicMeta
                 part.role = Role::Following(part.new_follower());
             }
             Role::Following(_) => part.leader = false,
+        }
+    }
+}
+
+/// The quorums of a partition with `replicas` replicas. A configuration that does not
+/// give valid quorums (a quorum above the replica count) fails closed: every replica
+/// writes and every replica answers a new leader (W = R = RF), never the weakest
+/// quorums, which would turn a consistent topic into an available one.
+pub fn partition_quorums(tp: &TopicPartition, meta: &TopicMeta, replicas: usize) -> Quorums {
+    let rf = u16::try_from(replicas.max(1)).unwrap_or(u16::MAX);
+    let strictest = Quorums::new(rf, rf, rf).expect("W = R = RF is valid");
+    match meta.config.quorums(replicas) {
+        Ok((w, r)) => Quorums::new(rf, w, r).unwrap_or_else(|e| {
+            tracing::error!(partition = %tp, error = %e, "invalid quorums; every replica must write and answer");
+            strictest
+        }),
+        Err(e) => {
+            tracing::error!(partition = %tp, error = %e, "invalid quorums; every replica must write and answer");
+            strictest
         }
     }
 }
@@ -641,23 +731,47 @@ async fn catch_up(
         if !still_recovering(p, epoch) {
             return Err("no longer recovering".into());
         }
-        let read = {
+        let (read, holds_nothing) = {
             let part = p.borrow();
-            if part.log.log_end_offset() >= target {
+            // A log holding no record reads once to learn the source's log start.
+            let holds_nothing = part.log.latest_epoch().is_none();
+            if part.log.log_end_offset() >= target && !holds_nothing {
                 return Ok(());
             }
-            ReplicaRequest { offset: part.log.log_end_offset().0, ..request(&part, kind::READ, epoch) }
+            (ReplicaRequest { offset: part.log.log_end_offset().0, ..request(&part, kind::READ, epoch) }, holds_nothing)
         };
         let answer = call(shared, source, &read).await?;
-        if answer.kind != reply::OK || answer.records.is_empty() {
+        if answer.kind != reply::OK {
             return Err(format!("read from {source} at {} failed: {}", read.offset, answer.error));
         }
+        if holds_nothing && read.offset != answer.log_start {
+            let mut part = p.borrow_mut();
+            tracing::info!(partition = %part.tp, log_end = read.offset, at = answer.log_start, source = %source,
+                "catching up while holding nothing: starting the log over at the source's log start");
+            part.log.restart_at(Offset(answer.log_start)).map_err(|e| e.to_string())?;
+            continue;
+        }
+        if p.borrow().log.log_end_offset() >= target {
+            return Ok(());
+        }
+        if answer.records.is_empty() {
+            return Err(format!("read from {source} at {} returned nothing", read.offset));
+        }
         let mut part = p.borrow_mut();
+        let end = part.log.log_end_offset();
+        let first = validate_batches(&answer.records).ok().and_then(|b| b.first().map(|(_, h)| h.base_offset));
+        if let Some(first) = first.filter(|&first| first > end && answer.log_start > end.0) {
+            // This log ends below the source's log start: it can only start over there.
+            tracing::warn!(partition = %part.tp, log_end = %end, at = %first, source = %source,
+                "catching up: the log ends below the source's log start; starting it over");
+            part.log.restart_at(first).map_err(|e| e.to_string())?;
+        }
         let end = part.log.log_end_offset();
         let records = batches_from(&answer.records, end).ok_or("the source's batches do not line up")?;
         part.log.append_replicated(&records, crate::now_ms()).map_err(|e| e.to_string())?;
         let end = part.log.log_end_offset();
         part.log_end.send_replace(end);
+        follow_log_start(&mut part, Offset(answer.log_start));
     }
 }
 
@@ -684,7 +798,7 @@ fn open_epoch(shared: &Arc<Shared>, p: &PartitionRef, epoch: LeaderEpoch, starte
         let engine = Leader::new(me, &part.replicas.clone(), epoch, part.quorums, start, hw);
         let now = Instant::now();
         let contact = part.replicas.iter().filter(|&&r| r != me).map(|&r| (r, now)).collect();
-        part.role = Role::Leading(Box::new(Leading { engine, contact }));
+        part.role = Role::Leading(Box::new(Leading { engine, contact, caught_up: Default::default() }));
         part.leader = true;
         let end = part.log.log_end_offset();
         part.log_end.send_replace(end);
@@ -711,8 +825,13 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
     // Optimistic, as Raft's nextIndex: the follower reconciles first and answers its end.
     let mut next = p.borrow().log.log_end_offset();
     let mut backoff = Duration::from_millis(20);
+    // Repeated gaps at one offset back off (a follower that cannot take what is sent
+    // must not be sent it in a tight loop).
+    let mut last_gap: Option<Offset> = None;
+    let mut gap_backoff = GAP_BACKOFF_MIN;
     while leading_epoch(&p, epoch) {
-        let push = {
+        let sent_at = Instant::now();
+        let (push, leader_end) = {
             let part = p.borrow();
             let end = part.log.log_end_offset();
             let read = if next < end {
@@ -734,14 +853,15 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
                 }
                 _ => (next, 0),
             };
-            ReplicaRequest {
+            let push = ReplicaRequest {
                 offset: base.0,
                 count,
                 high_watermark: part.high_watermark().0,
                 records: read,
                 log_start: part.log.log_start_offset().0,
                 ..request(&part, kind::PUSH, epoch)
-            }
+            };
+            (push, end)
         };
         let idle = push.count == 0;
         let answer = call(&shared, node, &push).await;
@@ -751,12 +871,17 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
         match answer {
             Ok(r) if r.kind == reply::OK => {
                 backoff = Duration::from_millis(20);
+                last_gap = None;
                 next = Offset(r.offset);
                 let caught_up = {
                     let mut part = p.borrow_mut();
                     let moved = match &mut part.role {
                         Role::Leading(l) => {
                             l.contact.insert(node, Instant::now());
+                            if next >= leader_end {
+                                // It held all this leader had when the push was read.
+                                l.caught_up.insert(node, sent_at);
+                            }
                             l.engine.acknowledged(node, epoch, next)
                         }
                         _ => return,
@@ -774,14 +899,29 @@ async fn push_loop(shared: Arc<Shared>, p: PartitionRef, epoch: LeaderEpoch, nod
                     let _ = tokio::time::timeout(HEARTBEAT, log_end.changed()).await;
                 }
             }
-            Ok(r) if r.kind == reply::GAP => next = Offset(r.offset),
+            Ok(r) if r.kind == reply::GAP => {
+                next = Offset(r.offset);
+                if last_gap == Some(next) {
+                    tracing::debug!(partition = %p.borrow().tp, follower = %node, at = %next, "repeated gap; backing off");
+                    tokio::time::sleep(gap_backoff).await;
+                    gap_backoff = (gap_backoff * 2).min(GAP_BACKOFF_MAX);
+                } else {
+                    gap_backoff = GAP_BACKOFF_MIN;
+                }
+                last_gap = Some(next);
+                continue;
+            }
             Ok(r) if r.kind == reply::RECONCILE => {
                 let mut asked = r.epoch;
                 for _ in 0..RECONCILE_ROUNDS {
                     if !leading_epoch(&p, epoch) {
                         return;
                     }
-                    let mut ask = ReplicaRequest { asked_epoch: asked, ..request(&p.borrow(), kind::RECONCILE, epoch) };
+                    let mut ask = ReplicaRequest {
+                        asked_epoch: asked,
+                        log_start: p.borrow().log.log_start_offset().0,
+                        ..request(&p.borrow(), kind::RECONCILE, epoch)
+                    };
                     let (e, end) =
                         p.borrow().log.epoch_end(LeaderEpoch(asked)).unwrap_or((LeaderEpoch(-1), Offset(-1)));
                     (ask.answer_epoch, ask.answer_offset) = (e.0, end.0);
@@ -837,10 +977,13 @@ fn leading_epoch_of(p: &Partition, epoch: LeaderEpoch) -> bool {
 }
 
 /// The replicas a leader counts as in the quorum (Kafka's ISR): itself and the
-/// followers that answered recently and hold its epoch's first batch.
+/// followers that hold its epoch's first batch and, within the contact timeout, held
+/// everything it had sent them. A follower that only answers (one catching up from far
+/// behind, or one started over below this leader's log start) is not in sync, so it is
+/// neither elected nor made preferred leader before it holds the log.
 pub fn in_sync(p: &Partition, me: NodeId) -> Option<Vec<NodeId>> {
     let Role::Leading(l) = &p.role else { return None };
-    let recent = |n: &NodeId| l.contact.get(n).is_some_and(|t| t.elapsed() < CONTACT_TIMEOUT);
+    let recent = |n: &NodeId| l.caught_up.get(n).is_some_and(|t| t.elapsed() < CONTACT_TIMEOUT);
     Some(l.engine.in_quorum().into_iter().filter(|n| *n == me || recent(n)).collect())
 }
 
@@ -858,4 +1001,46 @@ pub fn check_write_quorum(p: &Partition) -> dlog_core::Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_seal_is_an_error_never_never_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_sealed(dir.path()), Ok(NEVER_SEALED), "no file: never sealed");
+        persist_sealed(dir.path(), LeaderEpoch(7)).unwrap();
+        assert_eq!(read_sealed(dir.path()), Ok(LeaderEpoch(7)));
+        std::fs::write(dir.path().join(SEALED_FILE), b"\x00garbage").unwrap();
+        assert!(read_sealed(dir.path()).is_err(), "a damaged file is not 'never sealed'");
+        std::fs::remove_file(dir.path().join(SEALED_FILE)).unwrap();
+        std::fs::create_dir(dir.path().join(SEALED_FILE)).unwrap();
+        assert!(read_sealed(dir.path()).is_err(), "an unreadable file is not 'never sealed'");
+        assert_eq!(rebuilt_seal(Some(LeaderEpoch(3)), LeaderEpoch(5)), LeaderEpoch(5));
+        assert_eq!(rebuilt_seal(Some(LeaderEpoch(6)), LeaderEpoch(5)), LeaderEpoch(6));
+        assert_eq!(rebuilt_seal(None, LeaderEpoch(0)), LeaderEpoch(0));
+    }
+
+    #[test]
+    fn invalid_quorums_fail_closed_to_every_replica() {
+        let tp = TopicPartition::new("t", 0);
+        let mut meta = TopicMeta {
+            name: "t".into(),
+            id: dlog_core::TopicId::NONE,
+            partitions: 1,
+            overrides: Default::default(),
+            config: Default::default(),
+            assignments: Arc::from(vec![]),
+        };
+        meta.config.write_quorum = Some(2);
+        meta.config.read_quorum = Some(2);
+        let q = partition_quorums(&tp, &meta, 3);
+        assert_eq!((q.write(), q.read()), (2, 2));
+        meta.config.write_quorum = Some(4);
+        let q = partition_quorums(&tp, &meta, 3);
+        assert_eq!((q.replication_factor(), q.write(), q.read()), (3, 3, 3), "never W 1, R 1");
+        assert!(q.is_consistent());
+    }
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, RwLock};
 
-use dlog_core::{limits, Error, Offset, Result, ShardId, TopicPartition};
+use dlog_core::{limits, Error, LeaderEpoch, Offset, Result, ShardId, TopicPartition};
 use dlog_storage::PartitionLog;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -159,7 +159,18 @@ impl Shard {
         if self.shared.cluster.is_some() {
             p.role = crate::partition::Role::Idle;
             p.leader = false;
-            p.sealed = crate::replica::read_sealed(&dir);
+            p.sealed = match crate::replica::read_sealed(&dir) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    let epoch = meta.assignment(partition).map_or(LeaderEpoch(0), |a| a.leader_epoch);
+                    let rebuilt = crate::replica::rebuilt_seal(p.log.latest_epoch(), epoch);
+                    tracing::error!(partition = %tp, error = %e, rebuilt = %rebuilt,
+                        "the sealed epoch is unreadable; sealing at the newest epoch known instead");
+                    crate::replica::persist_sealed(&dir, rebuilt)
+                        .map_err(|e| Error::Storage(format!("{tp}: cannot rewrite the sealed epoch: {e}")))?;
+                    rebuilt
+                }
+            };
         }
         self.shared.watches.write().expect("watch lock").insert(tp.clone(), rx);
         let p = Rc::new(RefCell::new(p));

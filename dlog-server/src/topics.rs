@@ -47,6 +47,21 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// Whether the leader's last report counts `replica` in sync.
+    pub fn in_sync(&self, replica: NodeId) -> bool {
+        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica))
+    }
+
+    /// The in-sync replicas to show a client: the leader's last report, without the
+    /// brokers not live; before its first report, the leader alone.
+    pub fn shown_isr(&self, live: &std::collections::BTreeSet<NodeId>) -> Vec<NodeId> {
+        match (&self.isr, self.leader) {
+            (Some(isr), _) => isr.iter().copied().filter(|r| live.contains(r)).collect(),
+            (None, Some(leader)) => vec![leader],
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// A partition of a single node: it holds and leads it, forever at epoch 0.
     pub fn local(node: NodeId) -> Assignment {
         Assignment { replicas: vec![node], leader: Some(node), leader_epoch: LeaderEpoch(0), isr: None }

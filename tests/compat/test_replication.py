@@ -935,3 +935,82 @@ def test_no_false_truncation_while_a_new_leader_recovers(cluster5):
     assert during == ([], []), during
     assert after == new, f"the consumer re-read or skipped records: {after}, expected {new}"
     assert strict_after == new, f"{strict_after}, {strict_errs}"
+
+
+# --- f. a follower far behind the leader's log start ----------------------------------------
+
+def produce_bulk(bootstrap: str, topic: str, prefix: str, count: int, size: int = 1024) -> list[tuple[int, str]]:
+    """Writes `count` records of about `size` bytes to partition 0 with acks=all as fast
+    as the producer batches them: [(offset, value)] of those acknowledged."""
+    from confluent_kafka import Producer
+
+    got, failed = [], []
+    p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 30000, "request.timeout.ms": 5000})
+    pad = "x" * max(0, size - len(prefix) - 8)
+
+    def cb(err, msg):
+        (failed if err else got).append(err.name() if err else (msg.offset(), msg.value().decode()[:len(prefix) + 7]))
+
+    for i in range(count):
+        while True:
+            try:
+                p.produce(topic, value=f"{prefix}-{i:06d}{pad}".encode(), partition=0, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    p.flush(60)
+    assert not failed and len(got) == count, f"{len(got)} of {count} acknowledged; errors: {failed[:5]}"
+    return got
+
+
+def delete_records(bootstrap: str, topic: str, before: int) -> int:
+    from confluent_kafka import TopicPartition as TP
+    admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
+    result = admin.delete_records([TP(topic, 0, before)], request_timeout=15)
+    return next(iter(result.values())).result(15).low_watermark
+
+
+def test_a_follower_behind_the_leaders_log_start_rejoins_and_nothing_acknowledged_is_lost(cluster3):
+    """A CP topic (RF 3, W 2, R 2): a follower is down while the leader writes 6,000
+    records of 1 KiB and DeleteRecords moves the log start past everything the follower
+    holds. Restarted, the follower must start over from the leader's log start and be
+    counted in sync only once it holds the leader's log; then the leader is killed and
+    the new one must hold every acknowledged record."""
+    nodes = cluster3
+    wait_formed(nodes, 3)
+    ps = create(nodes[1].bootstrap, "lagging", write_quorum=2, read_quorum=2, segment_bytes=1 << 20)
+    leader, replicas, _ = ps[0]
+    follower = next(r for r in replicas if r != leader)
+    nodes[follower].kill()
+    bulk = produce_bulk(bootstraps(nodes), "lagging", "bulk", 6000)
+    start = delete_records(bootstraps(nodes), "lagging", 5000)
+    assert start == 5000, start
+    t_restart = time.monotonic()
+    nodes[follower].start()
+    chk = Checker(bootstraps(nodes), "lagging", 1, writer="lg", rate=200).start()
+    chk.wait_acks_after(t_restart, 30, count=50)
+
+    def follower_in_sync():
+        _, _, isr = partitions_of(nodes[leader].bootstrap, "lagging")[0]
+        return follower in isr
+
+    rejoined = wait_for(follower_in_sync, 30, f"follower {follower} back in sync", 0.1) and time.monotonic() - t_restart
+    time.sleep(1)
+    nodes[leader].kill()
+    t_kill = time.monotonic()
+    resumed = chk.wait_acks_after(t_kill, 30, count=20)
+    time.sleep(1)
+    chk.stop()
+    survivors = [i for i in nodes if i != leader]
+    report = chk.verify(bootstraps(nodes, survivors))
+    log = read_log(bootstraps(nodes, survivors), "lagging", 1)[0]
+    held = {v[:len("bulk") + 7]: o for o, v in log}
+    lost = [(o, v) for o, v in bulk if o >= start and held.get(v) != o]
+    print(f"\n[f] follower {follower} rejoined {rejoined:.2f}s after its restart; leader {leader} killed, "
+          f"writes acknowledged again after {resumed:.2f}s; bulk records lost: {len(lost)}; {report.summary()}")
+    assert log and log[0][0] >= start, f"records below the log start came back: {log[:1]}"
+    assert not lost, f"{len(lost)} acknowledged bulk records lost, e.g. {lost[:5]}"
+    assert report.clean, report.summary()
+

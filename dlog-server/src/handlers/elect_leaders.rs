@@ -52,7 +52,9 @@ pub async fn handle(shard: &Rc<Shard>, request: ElectLeadersRequest) -> ElectLea
                 None => Err(Error::UnknownTopicOrPartition(format!("{name}-{p}"))),
                 Some(a) => match a.replicas.first() {
                     Some(first) if a.leader == Some(*first) => Err(Error::ElectionNotNeeded(format!("{name}-{p}"))),
-                    Some(first) if live.contains(first) => {
+                    // Only to a replica the leader reports in sync: one still catching up
+                    // does not hold the log (Kafka answers the same).
+                    Some(first) if live.contains(first) && a.in_sync(*first) => {
                         to_move.push((name.clone(), p));
                         Ok(())
                     }
