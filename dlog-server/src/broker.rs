@@ -1,7 +1,6 @@
 //! Starting and stopping a broker: data directory, topic registry, shards, the Kafka
 //! listener and the metrics endpoint.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
@@ -41,15 +40,27 @@ pub fn new_cluster_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
 }
 
-/// Records `id` as this data directory's cluster (write, fsync, rename).
+/// Records `id` as this data directory's cluster (atomically: file and directory
+/// fsynced).
 fn record_cluster_id(config: &BrokerConfig, id: &str) -> anyhow::Result<()> {
-    let path = config.data_dir.join("meta").join("cluster.id");
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-    f.write_all(id.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    let meta = config.data_dir.join("meta");
+    dlog_storage::replace_file_atomically(&meta, "cluster.id", id.as_bytes())
+        .with_context(|| format!("recording the cluster id in {}", meta.display()))
+}
+
+/// This data directory's incarnation: a random token made at its first start, which
+/// tells this node's own earlier registrations from another broker's.
+fn data_dir_incarnation(config: &BrokerConfig) -> anyhow::Result<String> {
+    let meta = config.data_dir.join("meta");
+    if let Ok(token) = std::fs::read_to_string(meta.join("incarnation")) {
+        if !token.trim().is_empty() {
+            return Ok(token.trim().to_string());
+        }
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    dlog_storage::replace_file_atomically(&meta, "incarnation", token.as_bytes())
+        .with_context(|| format!("recording the incarnation in {}", meta.display()))?;
+    Ok(token)
 }
 
 impl Broker {
@@ -72,10 +83,16 @@ impl Broker {
         } else {
             TopicRegistry::image(config.node_id, config.topic_defaults.clone())
         };
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        // Bound now (a taken port fails the start at once), listening only once this
+        // node serves: registered in its cluster and holding the topic image, so no
+        // client is ever told of a cluster without brokers or topics (as Kafka brokers
+        // open their listeners only once registered).
+        let socket =
+            bind_kafka_listener(config.listen).with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+        let local_addr = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| anyhow::anyhow!("--listen {}: not an internet address", config.listen))?;
         if config.advertise_port == 0 {
             // Listening on port 0 (tests): advertise the port the OS chose.
             config.advertise_port = local_addr.port();
@@ -94,7 +111,8 @@ impl Broker {
             (None, recorded.clone().unwrap_or_else(new_cluster_id))
         } else {
             let advertised = (config.advertise_host.clone(), config.advertise_port);
-            let (cluster, id) = crate::cluster::Cluster::start(&config, advertised, recorded.clone())?;
+            let incarnation = data_dir_incarnation(&config)?;
+            let (cluster, id) = crate::cluster::Cluster::start(&config, advertised, recorded.clone(), &incarnation)?;
             (Some(Arc::new(cluster)), id)
         };
         let producer_ids = match &cluster {
@@ -140,8 +158,12 @@ impl Broker {
 
         if let Some(c) = &shared.cluster {
             c.start_following(&shared);
+            c.wait_registered(REGISTRATION_WAIT);
             c.wait_for_image(std::time::Duration::from_secs(10));
         }
+        socket.listen(LISTEN_BACKLOG).with_context(|| format!("--listen {}: cannot listen", config.listen))?;
+        socket.set_nonblocking(true)?;
+        let listener: std::net::TcpListener = socket.into();
 
         // The acceptor lives on shard 0 and deals connections round-robin to all shards.
         let accept: crate::shard::Job = Box::new(move |shard| Box::pin(accept_loop(shard, listener)));
@@ -176,6 +198,20 @@ impl Broker {
         }
         tracing::info!("broker stopped cleanly");
     }
+}
+
+/// Pending connections the kernel queues before accept.
+const LISTEN_BACKLOG: i32 = 1024;
+/// How long a cluster member waits for its registration before it listens anyway
+/// (saying so): a member cut off from the metadata majority still serves what it can.
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A TCP socket bound to `addr` (with SO_REUSEADDR, as std's listener), not listening.
+fn bind_kafka_listener(addr: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 async fn accept_loop(shard: std::rc::Rc<Shard>, listener: std::net::TcpListener) {

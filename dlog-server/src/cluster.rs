@@ -59,6 +59,10 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// The data directory's incarnation (a random token made once per directory): a
+    /// registration carrying this node's own is its previous run's, which is dead
+    /// (this run holds the directory's lock), so it is replaced at once.
+    pub incarnation: String,
 }
 
 pub fn broker_key(id: NodeId) -> String {
@@ -66,19 +70,23 @@ pub fn broker_key(id: NodeId) -> String {
 }
 
 fn encode_broker(b: &BrokerInfo) -> Bytes {
-    Bytes::from(format!("{}:{} {}", b.host, b.port, b.rack.as_deref().unwrap_or("")))
+    Bytes::from(format!("{}:{} {} {}", b.host, b.port, b.rack.as_deref().unwrap_or(""), b.incarnation))
 }
 
 fn decode_broker(key: &str, value: &[u8]) -> Option<BrokerInfo> {
     let id = key.strip_prefix(BROKERS_PREFIX)?.parse().ok()?;
     let text = std::str::from_utf8(value).ok()?;
-    let (addr, rack) = text.split_once(' ').unwrap_or((text, ""));
+    let mut parts = text.splitn(3, ' ');
+    let addr = parts.next()?;
+    let rack = parts.next().unwrap_or("");
+    let incarnation = parts.next().unwrap_or("");
     let (host, port) = addr.rsplit_once(':')?;
     Some(BrokerInfo {
         id: NodeId(id),
         host: host.to_string(),
         port: port.parse().ok()?,
         rack: (!rack.is_empty()).then(|| rack.to_string()),
+        incarnation: incarnation.to_string(),
     })
 }
 
@@ -177,6 +185,7 @@ impl Cluster {
         config: &BrokerConfig,
         advertised: (String, u16),
         recorded_id: Option<String>,
+        incarnation: &str,
     ) -> anyhow::Result<(Cluster, String)> {
         let cluster = &config.cluster;
         let rpc_listen = cluster.rpc_listen.context("--rpc-listen is required in a cluster")?;
@@ -220,7 +229,13 @@ impl Cluster {
                 return Err(e);
             }
         };
-        let info = BrokerInfo { id: me, host: advertised.0, port: advertised.1, rack: cluster.rack.clone() };
+        let info = BrokerInfo {
+            id: me,
+            host: advertised.0,
+            port: advertised.1,
+            rack: cluster.rack.clone(),
+            incarnation: incarnation.to_string(),
+        };
         let registration = Arc::new(std::sync::Mutex::new(None));
         let registering = runtime.spawn(register(store.clone(), info, registration.clone()));
         tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), cluster_id,
@@ -278,6 +293,19 @@ impl Cluster {
                 controller.rebalance_leaders(&mut leading_since).await;
             }
         });
+    }
+
+    /// Waits (at most `timeout`) until this broker is registered. Blocks: call it off
+    /// every runtime.
+    pub fn wait_registered(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.registration.lock().expect("registration lock").is_none() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(?timeout, "serving before this broker is registered");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits (at most `timeout`) until this node's topic image reflects everything
@@ -665,8 +693,21 @@ async fn register(store: Arc<RaftStore>, info: BrokerInfo, registered: Arc<std::
         let options = PutOptions { expected: ExpectedVersion::NotExists, ..PutOptions::ephemeral(session) };
         if let Err(e) = store.put(&broker_key(info.id), encode_broker(&info), options).await {
             if let MetadataError::UnexpectedVersion { .. } = e {
-                let holder = store.get(&broker_key(info.id), Comparison::Equal).await.ok().flatten();
-                let holder = holder.and_then(|h| decode_broker(&h.key, &h.value));
+                let entry = store.get(&broker_key(info.id), Comparison::Equal).await.ok().flatten();
+                let old_session = entry.as_ref().and_then(|h| h.stat.session);
+                let holder = entry.and_then(|h| decode_broker(&h.key, &h.value));
+                if let (Some(holder), Some(old)) = (&holder, old_session) {
+                    if !info.incarnation.is_empty() && holder.incarnation == info.incarnation && old != session {
+                        // This node's previous run (this run holds its data directory):
+                        // end its session now rather than wait for it to expire, which
+                        // would move this node's partitions once more.
+                        tracing::info!(broker = %info.id, old_session = old.0,
+                            "replacing this node's registration from its previous run");
+                        let _ = store.close_session(old).await;
+                        let _ = store.close_session(session).await;
+                        continue;
+                    }
+                }
                 tracing::warn!(broker = %info.id, holder = ?holder,
                     "node id already registered by a live broker (a duplicate --node-id, or this node's \
                      previous run until its session expires); waiting");
@@ -694,7 +735,13 @@ mod tests {
 
     #[test]
     fn registrations_round_trip() {
-        let b = BrokerInfo { id: NodeId(7), host: "10.0.0.1".into(), port: 9092, rack: Some("az-1".into()) };
+        let b = BrokerInfo {
+            id: NodeId(7),
+            host: "10.0.0.1".into(),
+            port: 9092,
+            rack: Some("az-1".into()),
+            incarnation: "5f1d".into(),
+        };
         assert_eq!(decode_broker(&broker_key(b.id), &encode_broker(&b)), Some(b.clone()));
         let no_rack = BrokerInfo { rack: None, ..b };
         assert_eq!(decode_broker(&broker_key(no_rack.id), &encode_broker(&no_rack)), Some(no_rack));

@@ -1014,3 +1014,119 @@ def test_a_follower_behind_the_leaders_log_start_rejoins_and_nothing_acknowledge
     assert not lost, f"{len(lost)} acknowledged bulk records lost, e.g. {lost[:5]}"
     assert report.clean, report.summary()
 
+
+# --- g. starts and restarts: what clients see ------------------------------------------------
+
+def test_rf3_topics_can_be_created_as_soon_as_three_listeners_accept(tmp_path):
+    """A node opens its Kafka listener only once it is registered: the moment every
+    listener of a fresh 3-node cluster accepts, CreateTopics with RF 3 succeeds."""
+    nodes = start_nodes(tmp_path, 3)
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstraps(nodes), "broker.address.family": "v4"})
+        nt = NewTopic("first", num_partitions=3, replication_factor=3)
+        admin.create_topics([nt], operation_timeout=10, request_timeout=10)["first"].result(15)
+        ps = partitions_of(nodes[1].bootstrap, "first")
+        assert all(len(r) == 3 for _, r, _ in ps.values()), ps
+    finally:
+        stop_cluster(nodes)
+
+
+def metadata_pollers(nodes, topic: str, stop: threading.Event, bad: list, answers: dict):
+    """Threads asking each node in turn for Metadata with librdkafka and kafka-python,
+    each time through a new client: every answer must list brokers and `topic`."""
+    from kafka import KafkaAdminClient
+
+    def librdkafka():
+        while not stop.is_set():
+            for i, node in list(nodes.items()):
+                try:
+                    md = AdminClient({"bootstrap.servers": node.bootstrap, "broker.address.family": "v4",
+                                      "socket.connection.setup.timeout.ms": 1000}).list_topics(timeout=1)
+                except Exception:  # noqa: BLE001 - a node down or starting: no answer
+                    continue
+                answers["librdkafka"] = answers.get("librdkafka", 0) + 1
+                if not md.brokers or topic not in md.topics or md.topics[topic].error is not None:
+                    bad.append(("librdkafka", i, sorted(md.brokers), sorted(md.topics),
+                                md.topics.get(topic) and md.topics[topic].error))
+
+    def kafka_python():
+        while not stop.is_set():
+            for i, node in list(nodes.items()):
+                try:
+                    a = KafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=1500)
+                except Exception:  # noqa: BLE001 - no broker answered
+                    continue
+                try:
+                    topics = a.list_topics()
+                    brokers = a.describe_cluster()["brokers"]
+                except Exception:  # noqa: BLE001 - the node went down meanwhile
+                    continue
+                finally:
+                    a.close()
+                answers["kafka-python"] = answers.get("kafka-python", 0) + 1
+                if not brokers or topic not in topics:
+                    bad.append(("kafka-python", i, brokers, topics))
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (librdkafka, kafka_python)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_metadata_never_lacks_brokers_or_topics_across_restarts(cluster3):
+    """Real clients poll Metadata from every node in a tight loop while the whole
+    cluster is killed and restarted, then each node in turn: no answer may lack the
+    brokers or a topic that exists (a restarted node answering before it knows them
+    makes clients drop the topic, which some treat as fatal)."""
+    nodes = cluster3
+    wait_formed(nodes, 3)
+    create(nodes[1].bootstrap, "seen", 3)
+    stop, bad, answers = threading.Event(), [], {}
+    threads = metadata_pollers(nodes, "seen", stop, bad, answers)
+    try:
+        wait_for(lambda: answers.get("librdkafka", 0) > 5 and answers.get("kafka-python", 0) > 2, 30,
+                 "answers before the restarts", 0.1)
+        for n in nodes.values():
+            n.proc.kill()
+        for n in nodes.values():
+            n.proc.wait()
+        before = dict(answers)
+        for n in nodes.values():
+            n.spawn()
+        for n in nodes.values():
+            n.wait_listening()
+        wait_for(lambda: all(answers.get(k, 0) > before.get(k, 0) + 3 for k in ("librdkafka", "kafka-python")),
+                 60, "answers after the whole-cluster restart", 0.1)
+        for i in list(nodes):
+            nodes[i].kill()
+            nodes[i].spawn()
+            nodes[i].wait_listening()
+            wait_formed(nodes, 3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    print(f"\n[g] Metadata answers during restarts: {answers}; answers lacking brokers or the topic: {len(bad)}")
+    assert not bad, f"{len(bad)} answers lacked brokers or the topic, e.g. {bad[:3]}"
+
+
+def test_a_node_restarted_within_its_session_replaces_its_registration_at_once(cluster3):
+    """kill -9 and an immediate restart: the new process replaces its previous run's
+    registration instead of waiting for that session to expire (it listens, which it
+    does only once registered, well within the 3 s session), so the old session's
+    expiry never moves its partitions once more."""
+    nodes = cluster3
+    controller = wait_formed(nodes, 3)
+    victim = next(i for i in nodes if i != controller)
+    ps = create(nodes[controller].bootstrap, "bounce", 1, assignment=[[victim, *[i for i in nodes if i != victim]]])
+    assert ps[0][0] == victim, ps
+
+    nodes[victim].kill()
+    t0 = time.monotonic()
+    nodes[victim].spawn()
+    nodes[victim].wait_listening()
+    listening = time.monotonic() - t0
+    log = nodes[victim].log_path.read_text()
+    assert "replacing this node's registration from its previous run" in log, log[-2000:]
+    assert listening < 3.0, f"listening only {listening:.2f}s after the restart: it waited for the old session"
+    print(f"\n[g] node {victim} restarted within its session; listening after {listening:.2f}s")

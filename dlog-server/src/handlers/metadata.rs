@@ -73,17 +73,31 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             node,
         ),
         Some(cluster) => (
-            cluster
-                .brokers()
-                .into_iter()
-                .map(|b| {
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(b.id.0))
-                        .with_host(wire(&b.host))
-                        .with_port(b.port as i32)
-                        .with_rack(b.rack.as_deref().map(wire))
-                })
-                .collect(),
+            {
+                let mut brokers: Vec<MetadataResponseBroker> = cluster
+                    .brokers()
+                    .into_iter()
+                    .map(|b| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(b.id.0))
+                            .with_host(wire(&b.host))
+                            .with_port(b.port as i32)
+                            .with_rack(b.rack.as_deref().map(wire))
+                    })
+                    .collect();
+                // The answering node is alive even while its registration is being
+                // replaced: a client must never be told of a cluster without brokers.
+                if !brokers.iter().any(|b| b.node_id == node) {
+                    brokers.push(
+                        MetadataResponseBroker::default()
+                            .with_node_id(node)
+                            .with_host(wire(&config.advertise_host))
+                            .with_port(config.advertise_port as i32)
+                            .with_rack(config.cluster.rack.as_deref().map(wire)),
+                    );
+                }
+                brokers
+            },
             // Clients send admin requests to the "controller" named here. Every node
             // forwards them to the real one, so name this node: it is alive (it is
             // answering), while the Raft leader may have just died with its
@@ -108,7 +122,7 @@ fn all_topics(shard: &Rc<Shard>) -> Vec<String> {
 /// A topic's partitions as its assignments say; an offline partition (no leader)
 /// answers LEADER_NOT_AVAILABLE with leader -1. The in-sync replicas (ISR) are those
 /// the leader counts in its write quorum, as it reported them to the controller (until
-/// its first report, the live replicas); replicas of brokers not live are offline.
+/// its first report, the leader alone); replicas of brokers not live are offline.
 fn describe(meta: &TopicMeta, live: &std::collections::BTreeSet<dlog_core::NodeId>) -> MetadataResponseTopic {
     let partitions = meta
         .assignments
@@ -116,8 +130,9 @@ fn describe(meta: &TopicMeta, live: &std::collections::BTreeSet<dlog_core::NodeI
         .enumerate()
         .map(|(p, a)| {
             let replicas: Vec<BrokerId> = a.replicas.iter().map(|r| BrokerId(r.0)).collect();
-            let (isr, offline): (Vec<BrokerId>, Vec<BrokerId>) =
-                replicas.iter().partition(|r| live.contains(&dlog_core::NodeId(r.0)));
+            let isr: Vec<BrokerId> = a.shown_isr(live).into_iter().map(|r| BrokerId(r.0)).collect();
+            let offline: Vec<BrokerId> =
+                replicas.iter().copied().filter(|r| !live.contains(&dlog_core::NodeId(r.0))).collect();
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_epoch(a.leader_epoch.0)
