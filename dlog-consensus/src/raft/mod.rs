@@ -64,6 +64,7 @@ pub mod state_machine;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dlog_core::NodeId;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use openraft::storage::RaftLogStorage;
 /// A node's role in the group, as openraft names it.
 pub use openraft::ServerState;
@@ -267,6 +269,12 @@ struct Node {
     /// The last log index this node's log held when it started: a read it serves as
     /// leader waits until it applied that far (see `confirm_leadership`).
     recovered_log_index: Option<u64>,
+    /// Set while this node started blank (no log, no snapshot: a new node, or one
+    /// whose data directory was wiped) and has not yet applied a leader's commit index.
+    /// It then grants no vote to a candidate holding more than the group's first
+    /// (membership) entry: having forgotten its log and its votes, it could otherwise
+    /// elect a candidate lacking committed entries it had acknowledged.
+    withholding_votes: AtomicBool,
     shared: Arc<SharedState>,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
@@ -276,6 +284,21 @@ struct Node {
 impl Node {
     fn me(&self) -> RaftNodeId {
         raft_id(self.id)
+    }
+
+    /// Ends a blank node's abstention: its log now holds everything committed (see
+    /// [`covers_its_terms_commit`]).
+    fn stop_withholding(&self) {
+        if self.withholding_votes.swap(false, Ordering::AcqRel) {
+            tracing::info!(node = %self.id, "caught up after a blank start; voting again");
+        }
+    }
+
+    /// Whether this node, started blank and not caught up, refuses `rpc`'s candidate:
+    /// one whose log holds more than the group's first entry (index 0, the initial
+    /// membership), which only a group being formed lacks.
+    fn withholds_vote_from(&self, rpc: &openraft::raft::VoteRequest<RaftNodeId>) -> bool {
+        self.withholding_votes.load(Ordering::Acquire) && rpc.last_log_id.is_some_and(|id| id.index > 0)
     }
 
     fn is_leader(&self) -> bool {
@@ -515,11 +538,25 @@ fn unexpected_outcome(outcome: CommandOutcome) -> ! {
 impl RpcHandler for Node {
     async fn handle(&self, request: RaftRequest) -> RaftResponse {
         match request {
-            RaftRequest::AppendEntries(rpc) => match self.raft.append_entries(rpc).await {
-                Ok(response) => RaftResponse::AppendEntries(response),
-                Err(RaftError::Fatal(fatal)) => RaftResponse::Fatal(fatal),
-                Err(RaftError::APIError(never)) => match never {},
-            },
+            RaftRequest::AppendEntries(rpc) => {
+                let covers_commit = covers_its_terms_commit(&rpc);
+                match self.raft.append_entries(rpc).await {
+                    Ok(response) => {
+                        if covers_commit && matches!(response, AppendEntriesResponse::Success) {
+                            self.stop_withholding();
+                        }
+                        RaftResponse::AppendEntries(response)
+                    }
+                    Err(RaftError::Fatal(fatal)) => RaftResponse::Fatal(fatal),
+                    Err(RaftError::APIError(never)) => match never {},
+                }
+            }
+            RaftRequest::Vote(rpc) if self.withholds_vote_from(&rpc) => {
+                let vote = self.raft.metrics().borrow().vote;
+                tracing::info!(node = %self.id, candidate = %rpc.vote,
+                    "started blank and not caught up yet: no vote for a candidate past the first entry");
+                RaftResponse::Vote(openraft::raft::VoteResponse { vote, vote_granted: false, last_log_id: None })
+            }
             RaftRequest::Vote(rpc) => match self.raft.vote(rpc).await {
                 Ok(response) => RaftResponse::Vote(response),
                 Err(RaftError::Fatal(fatal)) => RaftResponse::Fatal(fatal),
@@ -543,6 +580,18 @@ impl RpcHandler for Node {
             },
         }
     }
+}
+
+/// Whether a receiver that takes `rpc` holds every committed entry: its entries (or,
+/// for a heartbeat, the log it matches) reach the leader's commit index, and that commit
+/// is of an entry of the leader's own term, which makes it at least every index
+/// committed before (a new leader's commit index alone may lag behind).
+fn covers_its_terms_commit(rpc: &openraft::raft::AppendEntriesRequest<TypeConfig>) -> bool {
+    let Some(commit) = rpc.leader_commit else { return false };
+    let held = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+    commit.index > 0
+        && commit.leader_id.term == rpc.vote.leader_id().term
+        && held.is_some_and(|h| h.index >= commit.index)
 }
 
 /// Every `every`, proposes `ExpireSessions` if this node leads and a session is past
@@ -690,6 +739,7 @@ impl RaftStore {
         if let Some(s) = &stored {
             tracing::info!(node = %id, snapshot = %s.meta, "metadata state restored from its snapshot");
         }
+        let blank = recovered_log_index.is_none() && stored.is_none();
         let shared = Arc::new(SharedState::new(kv, config.watch_capacity));
         let state_machine = StateMachine::new(&storage, shared.clone(), stored);
         let network = NetworkFactory { me: id, transport: transport.clone() };
@@ -701,14 +751,30 @@ impl RaftStore {
             "metadata Raft node started"
         );
         let expiry_interval = config.expiry_interval;
-        let node = Arc::new(Node { id, raft, recovered_log_index, shared, transport, clock, config });
+        let node = Arc::new(Node {
+            id,
+            raft,
+            recovered_log_index,
+            withholding_votes: AtomicBool::new(blank),
+            shared,
+            transport,
+            clock,
+            config,
+        });
         let expiry_task = tokio::spawn(expire_sessions_every(Arc::downgrade(&node), expiry_interval));
+
         Ok(RaftStore { node, members, expiry_task, log: log_liveness })
     }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.node.id
+    }
+
+    /// Whether this node started blank and withholds its vote until it has caught up
+    /// with a leader (see `withholding_votes`).
+    pub fn withholds_votes(&self) -> bool {
+        self.node.withholding_votes.load(Ordering::Acquire)
     }
 
     /// What a transport's server side calls with this node's requests. It keeps the

@@ -81,6 +81,15 @@ impl Cluster {
         store.shutdown().await;
     }
 
+    /// Kills node `id`, deletes its whole directory (a disk replaced or wiped) and
+    /// starts it again, blank, under the same id.
+    pub async fn wipe(&mut self, id: NodeId) {
+        self.kill(id).await;
+        let dir = self.dir.path().join(format!("node-{}", id.0));
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("wipe {}: {e}", dir.display()));
+        self.open(id).await;
+    }
+
     pub fn node(&self, id: NodeId) -> Arc<RaftStore> {
         self.live.get(&id).unwrap_or_else(|| panic!("node {id} is not running")).clone()
     }

@@ -213,3 +213,69 @@ async fn six_nodes_have_three_voters_and_three_learners_that_serve() {
     cluster.converged().await;
     assert_eq!(cluster.status(NodeId(4)).voters.len(), 3, "membership unchanged");
 }
+
+/// A voter whose directory was wiped forgot its log and its votes. Were it to vote as
+/// a member with a blank log, a stale candidate could win with it and lose an entry
+/// the wiped node had acknowledged: here the entry is on the old leader and the wiped
+/// node only. The wiped node withholds its vote until it has caught up, so no leader
+/// rises without the old one, which then brings the entry back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_voter_votes_only_once_caught_up_so_no_stale_candidate_wins() {
+    let cluster = &mut Cluster::start(3, config()).await;
+    let leader = cluster.leader().await;
+    put(cluster.node(leader).as_ref(), "before").await;
+    cluster.converged().await;
+    let stale = cluster.other_than(leader);
+    let wiped = cluster.live().into_iter().find(|&id| id != leader && id != stale).expect("a third node");
+
+    // Committed on the leader and `wiped` only.
+    cluster.transport.partition(&[stale]);
+    put(cluster.node(leader).as_ref(), "acknowledged").await;
+    cluster.kill(leader).await;
+    cluster.wipe(wiped).await;
+    cluster.transport.heal_all();
+
+    // The stale candidate campaigns; the blank voter refuses it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let s = cluster.status(stale);
+        assert!(s.state != ServerState::Leader, "the stale node {stale} was elected with the wiped node's vote: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    cluster.open(leader).await;
+    cluster.converged().await;
+    for id in cluster.live() {
+        assert_eq!(keys(cluster.node(id).as_ref()).await, ["acknowledged", "before"], "node {id}");
+    }
+    // Caught up, the wiped node votes again: with the old leader gone once more, the
+    // two others elect a leader.
+    let deadline = Instant::now() + PATIENCE;
+    while cluster.node(wiped).withholds_votes() {
+        assert!(Instant::now() < deadline, "the wiped node never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let current = cluster.leader().await;
+    cluster.kill(current).await;
+    let next = cluster.leader().await;
+    assert_ne!(next, current);
+}
+
+/// A follower whose directory is wiped while the leader lives comes back with an empty
+/// log: the leader starts its replication over (openraft panics on a follower's log
+/// going back unless built with `loosen-follower-log-revert`) and the group goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_wiped_under_a_live_leader_is_caught_up_again() {
+    let cluster = &mut Cluster::start(3, config()).await;
+    let leader = cluster.leader().await;
+    for i in 0..20 {
+        put(cluster.node(leader).as_ref(), &format!("k{i:02}")).await;
+    }
+    cluster.converged().await;
+    let follower = cluster.other_than(leader);
+    cluster.wipe(follower).await;
+    put(cluster.node(leader).as_ref(), "after").await;
+    cluster.converged().await;
+    assert_eq!(cluster.leader().await, leader, "the leader kept leading");
+    assert_eq!(keys(cluster.node(follower).as_ref()).await.len(), 21);
+}
