@@ -55,26 +55,35 @@ impl Recovery {
     /// Starts recovering `epoch` with this node's own position. A consistent topic
     /// waits for R answers; an available one goes on with its own.
     pub fn start(me: NodeId, replicas: &[NodeId], epoch: LeaderEpoch, quorums: Quorums, mine: LogPosition) -> Recovery {
-        assert!(replicas.contains(&me), "the new leader {me} must be a replica of {replicas:?}");
-        let needed = if quorums.is_consistent() { usize::from(quorums.read()) } else { 1 };
-        let mut r = Recovery { me, epoch, needed, replicas: replicas.to_vec(), answers: BTreeMap::new() };
+        let mut r = Recovery::start_lacking_data(me, replicas, epoch, quorums);
         r.answers.insert(me, mine);
         r
+    }
+
+    /// As [`Recovery::start`], for a new leader whose log lacks records it once held
+    /// (its node lost its data): its own position does not count toward the read
+    /// quorum, which R other replicas must make, and it catches up from the most
+    /// advanced of them. Counting it could miss every copy of an acknowledged record.
+    pub fn start_lacking_data(me: NodeId, replicas: &[NodeId], epoch: LeaderEpoch, quorums: Quorums) -> Recovery {
+        assert!(replicas.contains(&me), "the new leader {me} must be a replica of {replicas:?}");
+        let needed = if quorums.is_consistent() { usize::from(quorums.read()) } else { 1 };
+        Recovery { me, epoch, needed, replicas: replicas.to_vec(), answers: BTreeMap::new() }
     }
 
     pub fn epoch(&self) -> LeaderEpoch {
         self.epoch
     }
 
-    /// The replicas still to seal.
+    /// The replicas still to seal (never this node: its own position is given, or
+    /// does not count).
     pub fn waiting_for(&self) -> Vec<NodeId> {
-        self.replicas.iter().copied().filter(|r| !self.answers.contains_key(r)).collect()
+        self.replicas.iter().copied().filter(|r| *r != self.me && !self.answers.contains_key(r)).collect()
     }
 
     /// Replica `node` sealed `epoch` and answered `position`; the plan once enough
     /// replicas answered (every later answer gives the same or a better plan).
     pub fn answered(&mut self, node: NodeId, epoch: LeaderEpoch, position: LogPosition) -> Option<RecoveryPlan> {
-        if epoch == self.epoch && self.replicas.contains(&node) {
+        if epoch == self.epoch && self.replicas.contains(&node) && node != self.me {
             self.answers.insert(node, position);
         }
         self.plan()
@@ -86,14 +95,11 @@ impl Recovery {
         if self.answers.len() < self.needed {
             return None;
         }
-        let mine = self.answers[&self.me];
-        let (source, target) = self.answers.iter().map(|(&n, &p)| (n, p)).fold((self.me, mine), |best, (n, p)| {
-            if p.key() > best.1.key() {
-                (n, p)
-            } else {
-                best
-            }
-        });
+        let mine = self.answers.get(&self.me).map(|&p| (self.me, p));
+        let (source, target) = self.answers.iter().map(|(&n, &p)| (n, p)).fold(mine, |best, (n, p)| match best {
+            Some(b) if p.key() <= b.1.key() => Some(b),
+            _ => Some((n, p)),
+        })?;
         Some(RecoveryPlan { source, target })
     }
 }
@@ -195,6 +201,25 @@ mod tests {
         let cp = Quorums::new(3, 2, 2).unwrap();
         let mut r = Recovery::start(NodeId(2), &NODES, LeaderEpoch(1), cp, pos(0, 4));
         assert_eq!(r.answered(NodeId(3), LeaderEpoch(1), pos(0, 4)).unwrap().source, NodeId(2));
+    }
+
+    /// A leader whose node lost its data (a wiped disk) held acknowledged records the
+    /// others may lack: counted, its empty answer and one stale one would make a read
+    /// quorum holding no copy. It needs R answers besides its own.
+    #[test]
+    fn a_leader_that_lost_its_data_needs_r_other_answers() {
+        let cp = Quorums::new(3, 2, 2).unwrap();
+        let mut r = Recovery::start_lacking_data(NodeId(1), &NODES, LeaderEpoch(4), cp);
+        assert_eq!(r.waiting_for(), vec![NodeId(2), NodeId(3)], "never itself");
+        assert_eq!(r.answered(NodeId(1), LeaderEpoch(4), pos(3, 0)), None, "its own answer does not count");
+        assert_eq!(r.answered(NodeId(2), LeaderEpoch(4), pos(2, 5)), None, "one answer is not a read quorum");
+        let plan = r.answered(NodeId(3), LeaderEpoch(4), pos(3, 9)).unwrap();
+        assert_eq!(plan, RecoveryPlan { source: NodeId(3), target: pos(3, 9) });
+        assert_eq!(r.waiting_for(), vec![]);
+        let ap = Quorums::new(3, 1, 1).unwrap();
+        let mut r = Recovery::start_lacking_data(NodeId(1), &NODES, LeaderEpoch(4), ap);
+        assert_eq!(r.plan(), None, "even an available topic needs one replica that holds its data");
+        assert_eq!(r.answered(NodeId(2), LeaderEpoch(4), pos(2, 5)).unwrap().source, NodeId(2));
     }
 
     #[test]

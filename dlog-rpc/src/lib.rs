@@ -172,13 +172,31 @@ impl Peers {
         }
         let addr =
             self.addrs.lock().expect("peer address lock").get(&node).cloned().ok_or(RpcError::UnknownPeer(node))?;
+        let channel = self.connect(node, &addr)?;
+        channels.insert(node, channel.clone());
+        Ok(channel)
+    }
+
+    fn connect(&self, node: NodeId, addr: &str) -> Result<Channel, RpcError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| RpcError::Unreachable { node, reason: format!("bad address {addr:?}: {e}") })?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(node, channel.clone());
-        Ok(channel)
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// As [`Peers::call`], to an address that is not (yet) a member's: a node about
+    /// to be added, checked before anything records it. The connection is not kept.
+    pub async fn call_addr(
+        &self,
+        node: NodeId,
+        addr: &str,
+        channel: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let connection = self.connect(node, addr)?;
+        self.call_on(connection, node, channel, payload, timeout).await
     }
 
     /// Sends `payload` on `channel` to `node` and waits at most `timeout` for the answer.
@@ -189,7 +207,19 @@ impl Peers {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
-        let mut client = InternalClient::new(self.channel(node)?)
+        let connection = self.channel(node)?;
+        self.call_on(connection, node, channel, payload, timeout).await
+    }
+
+    async fn call_on(
+        &self,
+        connection: Channel,
+        node: NodeId,
+        channel: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let mut client = InternalClient::new(connection)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         let request = CallRequest { from: self.me.0, channel: channel.to_string(), payload };

@@ -29,7 +29,7 @@ use dlog_consensus::{
 };
 use dlog_core::{Error, NodeId};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ClusterTimings};
 use crate::controller::{self, members_text, Controller, ControllerRequest, TopicRecord, MEMBERS_KEY};
 use crate::shard::{ShardMsg, Shared};
 use crate::topics::TopicMeta;
@@ -38,9 +38,6 @@ use crate::topics::TopicMeta;
 const RAFT_CHANNEL: &str = "raft";
 /// The RPC channel of admin requests forwarded to the controller.
 const CONTROLLER_CHANNEL: &str = "controller";
-/// How long a forwarded admin request may wait for a controller and for this node's
-/// image to show its change.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the controller checks partition leaders against live brokers, at least.
 const LEADER_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Producer ids: `/producer-ids/next` = the first id no node has reserved.
@@ -48,9 +45,10 @@ const PRODUCER_IDS_KEY: &str = "/producer-ids/next";
 /// Where brokers register: `/brokers/ids/<id, 10 digits>` = `host:port rack`.
 const BROKERS_PREFIX: &str = "/brokers/ids/";
 const BROKERS_END: &str = "/brokers/ids0";
-/// A broker not heard from for this long is gone (its registration expires).
-pub const BROKER_SESSION: Duration = Duration::from_secs(3);
-const KEEP_ALIVE_EVERY: Duration = Duration::from_millis(500);
+/// The data directory each node last started with: `/brokers/incarnations/<id, 10
+/// digits>` = that directory's incarnation token, recorded at its first start. A node
+/// starting with another token lost the data the cluster knew it by.
+const INCARNATIONS_PREFIX: &str = "/brokers/incarnations/";
 
 /// A live broker as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +125,9 @@ impl Transport for RpcTransport {
 /// The RPC server side: hands `raft` calls to the store and `controller` calls to the
 /// controller, once they are open.
 struct Inbound {
+    me: NodeId,
+    /// This node's cluster, once it has joined one (a node waiting to be added has not).
+    cluster_id: OnceLock<String>,
     raft: OnceLock<Arc<dyn RpcHandler>>,
     controller: OnceLock<Arc<Controller>>,
     /// The shards, for partition replication, once they run.
@@ -137,7 +138,9 @@ struct Inbound {
 impl dlog_rpc::Handler for Inbound {
     async fn handle(&self, from: NodeId, channel: &str, payload: Bytes) -> Result<Bytes, String> {
         match channel {
-            crate::controller::PING_CHANNEL => Ok(Bytes::new()),
+            crate::controller::PING_CHANNEL => {
+                Ok(controller::Identity { node: self.me, cluster_id: self.cluster_id.get().cloned() }.encode())
+            }
             crate::replica::CHANNEL => {
                 let shared = self.shared.get().and_then(Weak::upgrade).ok_or("the shards are not running")?;
                 crate::replica::serve_call(shared, from, payload).await
@@ -172,6 +175,13 @@ pub struct Cluster {
     /// The session holding this broker's registration, while registered.
     registration: Arc<std::sync::Mutex<Option<SessionId>>>,
     registering: tokio::task::JoinHandle<()>,
+    timings: ClusterTimings,
+    /// This node started without the data the cluster knew it by (a wiped or replaced
+    /// data directory): the partitions it opens empty lack records they once held.
+    lost_data: bool,
+    /// The recorded incarnation to replace with this run's once the first topic image
+    /// is applied (every partition held before is then open, and marked).
+    incarnation_update: std::sync::Mutex<Option<(dlog_consensus::VersionId, String)>>,
 }
 
 impl Cluster {
@@ -198,7 +208,13 @@ impl Cluster {
         let me = config.node_id;
         let members: BTreeMap<NodeId, String> = cluster.nodes.clone();
         let dir = config.data_dir.join("meta").join("raft");
-        let inbound = Arc::new(Inbound { raft: OnceLock::new(), controller: OnceLock::new(), shared: OnceLock::new() });
+        let inbound = Arc::new(Inbound {
+            me,
+            cluster_id: OnceLock::new(),
+            raft: OnceLock::new(),
+            controller: OnceLock::new(),
+            shared: OnceLock::new(),
+        });
         let peers = Arc::new(dlog_rpc::Peers::new(me, members.clone()));
         let (store, server) = runtime.block_on(async {
             let server = dlog_rpc::spawn(rpc_listen, inbound.clone())
@@ -229,6 +245,17 @@ impl Cluster {
                 return Err(e);
             }
         };
+        let _ = inbound.cluster_id.set(cluster_id.clone());
+        let recorded = runtime.block_on(retrying("read this node's recorded data directory", || {
+            recorded_incarnation(&store, me, incarnation)
+        }))?;
+        let lost_data = recorded.is_some();
+        if let Some((_, old)) = &recorded {
+            tracing::warn!(node_id = %me, recorded = %old, now = incarnation,
+                "this node's data directory is not the one the cluster knew: its partitions start empty and \
+                 catch up before they count in read quorums or may lead; it votes in the metadata group once \
+                 caught up");
+        }
         let info = BrokerInfo {
             id: me,
             host: advertised.0,
@@ -237,7 +264,7 @@ impl Cluster {
             incarnation: incarnation.to_string(),
         };
         let registration = Arc::new(std::sync::Mutex::new(None));
-        let registering = runtime.spawn(register(store.clone(), info, registration.clone()));
+        let registering = runtime.spawn(register(store.clone(), info, registration.clone(), cluster.timings));
         tracing::info!(node_id = %me, rpc = %server.addr, members = cluster.nodes.len(), cluster_id,
             "cluster member started");
         let controller = Arc::new(Controller {
@@ -246,6 +273,8 @@ impl Cluster {
             peers: peers.clone(),
             live_since: std::sync::Mutex::new(BTreeMap::new()),
             scatter_width: cluster.scatter_width,
+            timings: cluster.timings,
+            cluster_id: cluster_id.clone(),
         });
         let _ = inbound.controller.set(controller.clone());
         let c = Cluster {
@@ -259,6 +288,9 @@ impl Cluster {
             image_applied: tokio::sync::watch::channel(0).0,
             registration,
             registering,
+            timings: cluster.timings,
+            lost_data,
+            incarnation_update: std::sync::Mutex::new(recorded.map(|(version, _)| (version, incarnation.to_string()))),
         };
         Ok((c, cluster_id))
     }
@@ -275,7 +307,7 @@ impl Cluster {
         ));
         let detector = self.controller.clone();
         self.handle.spawn(async move {
-            let mut tick = tokio::time::interval(crate::controller::PING_EVERY);
+            let mut tick = tokio::time::interval(detector.timings.ping_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut misses = BTreeMap::new();
             loop {
@@ -336,6 +368,29 @@ impl Cluster {
         }
     }
 
+    /// Whether this node started without the data the cluster knew it by.
+    pub fn lost_its_data(&self) -> bool {
+        self.lost_data
+    }
+
+    /// Once the first topic image is applied (every partition this node held is open
+    /// again, and marked as lacking its data), records this run's data directory, so
+    /// that the next restart is an ordinary one. Retried on later images if it fails.
+    async fn record_incarnation(&self) {
+        let Some((version, token)) = self.incarnation_update.lock().expect("incarnation lock").clone() else {
+            return;
+        };
+        let key = incarnation_key(self.store.id());
+        let put = self.store.put(&key, Bytes::from(token), PutOptions::expect(ExpectedVersion::Is(version))).await;
+        match put {
+            Ok(_) => {
+                self.incarnation_update.lock().expect("incarnation lock").take();
+                tracing::info!("recorded this node's new data directory");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record this node's new data directory yet"),
+        }
+    }
+
     /// The live brokers as this node last applied them.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
         read_brokers(&self.store)
@@ -348,14 +403,16 @@ impl Cluster {
 
     /// Has the controller make `request`, wherever it runs, and returns once this
     /// node's topic image shows the change. Waits (retrying) while no controller is
-    /// elected or the controller changes, up to [`FORWARD_TIMEOUT`].
-    pub async fn forward(&self, mut request: ControllerRequest) -> dlog_core::Result<()> {
+    /// elected or the controller changes, up to `within` (the request's own timeout,
+    /// when it names one) or else the `controller_forward_timeout_ms` config.
+    pub async fn forward(&self, mut request: ControllerRequest, within: Option<Duration>) -> dlog_core::Result<()> {
+        let within = within.unwrap_or(self.timings.forward_timeout);
         let store = self.store.clone();
         let peers = self.peers.clone();
         let controller = self.controller.clone();
         let mut applied = self.image_applied.subscribe();
         let task = self.handle.spawn(async move {
-            let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+            let deadline = tokio::time::Instant::now() + within;
             let mut last_error;
             loop {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -396,9 +453,9 @@ impl Cluster {
                     Err(e) => return Err(e),
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::Timeout(format!("no controller answered: {last_error}")));
+                    return Err(Error::Timeout(format!("no controller answered within {within:?}: {last_error}")));
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100).min(deadline - tokio::time::Instant::now())).await;
             }
         });
         task.await.map_err(|_| Error::ShuttingDown)?
@@ -408,8 +465,9 @@ impl Cluster {
     /// on `/producer-ids/next`. Blocks: call it off the shards.
     pub fn reserve_producer_ids(&self, size: i64) -> dlog_core::Result<i64> {
         let store = self.store.clone();
+        let within = self.timings.forward_timeout;
         self.handle.block_on(async move {
-            let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+            let deadline = tokio::time::Instant::now() + within;
             loop {
                 let result = async {
                     let current = store.get(PRODUCER_IDS_KEY, Comparison::Equal).await?;
@@ -551,6 +609,9 @@ async fn reconcile(
                 }
             }
         }
+        if let Some(cluster) = &shared.cluster {
+            cluster.record_incarnation().await;
+        }
         seen_index = index;
         applied.send_replace(index.unwrap_or(0));
     }
@@ -674,12 +735,78 @@ async fn join(
     Ok(id)
 }
 
+fn incarnation_key(id: NodeId) -> String {
+    format!("{INCARNATIONS_PREFIX}{:010}", id.0)
+}
+
+/// The incarnation the cluster recorded for node `me` when it differs from `mine`
+/// (with its version): this node lost its data. Records `mine` at a node's first start.
+async fn recorded_incarnation(
+    store: &RaftStore,
+    me: NodeId,
+    mine: &str,
+) -> Result<Option<(dlog_consensus::VersionId, String)>, MetadataError> {
+    let key = incarnation_key(me);
+    loop {
+        match store.get(&key, Comparison::Equal).await? {
+            Some(e) if *e.value == *mine.as_bytes() => return Ok(None),
+            Some(e) => return Ok(Some((e.stat.version_id, String::from_utf8_lossy(&e.value).into_owned()))),
+            None => {
+                let options = PutOptions::expect(ExpectedVersion::NotExists);
+                match store.put(&key, Bytes::from(mine.to_string()), options).await {
+                    Ok(_) => return Ok(None),
+                    // Written meanwhile (a retried put that took effect): read it again.
+                    Err(MetadataError::UnexpectedVersion { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// The registration of broker `info.id` exists: if it is this node's previous run (its
+/// incarnation; this run holds the data directory, so that run is dead), moves it to
+/// `session` in one write, so that the broker is never seen unregistered (which would
+/// move its partitions once more), then ends the old session. Whether it registered.
+async fn take_over_previous_run(store: &RaftStore, info: &BrokerInfo, session: SessionId) -> bool {
+    let key = broker_key(info.id);
+    let entry = store.get(&key, Comparison::Equal).await.ok().flatten();
+    let old = entry.as_ref().and_then(|h| h.stat.session.map(|s| (s, h.stat.version_id)));
+    let holder = entry.and_then(|h| decode_broker(&h.key, &h.value));
+    if let (Some(holder), Some((old_session, version))) = (&holder, old) {
+        if !info.incarnation.is_empty() && holder.incarnation == info.incarnation && old_session != session {
+            let options = PutOptions { expected: ExpectedVersion::Is(version), ..PutOptions::ephemeral(session) };
+            return match store.put(&key, encode_broker(info), options).await {
+                Ok(_) => {
+                    tracing::info!(broker = %info.id, old_session = old_session.0,
+                        "took over this node's registration from its previous run");
+                    let _ = store.close_session(old_session).await;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(broker = %info.id, error = %e, "cannot take over the previous run's registration");
+                    false
+                }
+            };
+        }
+    }
+    tracing::warn!(broker = %info.id, holder = ?holder,
+        "node id already registered by a live broker (a duplicate --node-id, or this node's previous run \
+         until its session expires); waiting");
+    false
+}
+
 /// Keeps this broker registered: an ephemeral key in a session kept alive; a lost
 /// session registers again.
-async fn register(store: Arc<RaftStore>, info: BrokerInfo, registered: Arc<std::sync::Mutex<Option<SessionId>>>) {
+async fn register(
+    store: Arc<RaftStore>,
+    info: BrokerInfo,
+    registered: Arc<std::sync::Mutex<Option<SessionId>>>,
+    timings: ClusterTimings,
+) {
     let store_dyn: Arc<dyn MetadataStore> = store.clone();
     loop {
-        let session = match store.create_session(BROKER_SESSION, &format!("broker-{}", info.id.0)).await {
+        let session = match store.create_session(timings.broker_session, &format!("broker-{}", info.id.0)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot open the broker session yet");
@@ -691,36 +818,22 @@ async fn register(store: Arc<RaftStore>, info: BrokerInfo, registered: Arc<std::
         // id waits (saying so) instead of taking the id over. After a crash the
         // previous run's registration holds the key until its session expires.
         let options = PutOptions { expected: ExpectedVersion::NotExists, ..PutOptions::ephemeral(session) };
-        if let Err(e) = store.put(&broker_key(info.id), encode_broker(&info), options).await {
-            if let MetadataError::UnexpectedVersion { .. } = e {
-                let entry = store.get(&broker_key(info.id), Comparison::Equal).await.ok().flatten();
-                let old_session = entry.as_ref().and_then(|h| h.stat.session);
-                let holder = entry.and_then(|h| decode_broker(&h.key, &h.value));
-                if let (Some(holder), Some(old)) = (&holder, old_session) {
-                    if !info.incarnation.is_empty() && holder.incarnation == info.incarnation && old != session {
-                        // This node's previous run (this run holds its data directory):
-                        // end its session now rather than wait for it to expire, which
-                        // would move this node's partitions once more.
-                        tracing::info!(broker = %info.id, old_session = old.0,
-                            "replacing this node's registration from its previous run");
-                        let _ = store.close_session(old).await;
-                        let _ = store.close_session(session).await;
-                        continue;
-                    }
-                }
-                tracing::warn!(broker = %info.id, holder = ?holder,
-                    "node id already registered by a live broker (a duplicate --node-id, or this node's \
-                     previous run until its session expires); waiting");
-            } else {
+        let registered_now = match store.put(&broker_key(info.id), encode_broker(&info), options).await {
+            Ok(_) => true,
+            Err(MetadataError::UnexpectedVersion { .. }) => take_over_previous_run(&store, &info, session).await,
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot register the broker; retrying");
+                false
             }
+        };
+        if !registered_now {
             let _ = store.close_session(session).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
         tracing::info!(broker = %info.id, session = session.0, "broker registered");
         *registered.lock().expect("registration lock") = Some(session);
-        let lost = dlog_consensus::spawn_keep_alive(store_dyn.clone(), session, KEEP_ALIVE_EVERY).await;
+        let lost = dlog_consensus::spawn_keep_alive(store_dyn.clone(), session, timings.broker_heartbeat).await;
         registered.lock().expect("registration lock").take();
         match lost {
             Ok(e) => tracing::warn!(error = %e, "broker session lost; registering again"),

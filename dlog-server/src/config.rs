@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dlog_core::{NodeId, TopicConfig};
 
@@ -51,6 +52,27 @@ pub struct BrokerArgs {
     /// re-replication). Give every node the same value.
     #[arg(long, env = "DLOG_SCATTER_WIDTH")]
     pub scatter_width: Option<usize>,
+    /// A broker not heard from for this long loses its registration (its partitions
+    /// move). Default 3000.
+    #[arg(long, env = "DLOG_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker keeps its registration's session alive. Default 500; at most
+    /// half the session timeout.
+    #[arg(long, env = "DLOG_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// How often the controller's failure detector pings each broker. Default 100.
+    #[arg(long, env = "DLOG_FAILURE_DETECTOR_INTERVAL_MS")]
+    pub failure_detector_interval_ms: Option<u64>,
+    /// How long one ping may take. Default 250.
+    #[arg(long, env = "DLOG_FAILURE_DETECTOR_TIMEOUT_MS")]
+    pub failure_detector_timeout_ms: Option<u64>,
+    /// Pings missed in a row that fence a broker. Default 3.
+    #[arg(long, env = "DLOG_FAILURE_DETECTOR_MISSES")]
+    pub failure_detector_misses: Option<u32>,
+    /// How long an admin request forwarded to the controller may wait when the request
+    /// names no timeout of its own. Default 20000.
+    #[arg(long, env = "DLOG_CONTROLLER_FORWARD_TIMEOUT_MS")]
+    pub controller_forward_timeout_ms: Option<u64>,
 }
 
 /// The `--config` file. Unknown keys are an error, so a typo is not silently ignored.
@@ -67,6 +89,12 @@ struct FileConfig {
     cluster_nodes: Option<String>,
     rack: Option<String>,
     scatter_width: Option<usize>,
+    broker_session_timeout_ms: Option<u64>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    failure_detector_interval_ms: Option<u64>,
+    failure_detector_timeout_ms: Option<u64>,
+    failure_detector_misses: Option<u32>,
+    controller_forward_timeout_ms: Option<u64>,
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
     /// Broker-wide defaults of topic configs, by topic config name
@@ -107,6 +135,115 @@ pub struct ClusterConfig {
     pub rack: Option<String>,
     /// The copyset scatter width the controller places replicas with.
     pub scatter_width: usize,
+    pub timings: ClusterTimings,
+}
+
+/// How fast the cluster notices a lost broker, and how long admin requests wait for the
+/// controller. Each is a flag, a `DLOG_*` variable and a config key of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterTimings {
+    /// `broker_session_timeout_ms`: a registration not kept alive for this long expires.
+    pub broker_session: Duration,
+    /// `broker_heartbeat_interval_ms`: how often the registration is kept alive.
+    pub broker_heartbeat: Duration,
+    /// `failure_detector_interval_ms`: how often the controller pings each broker.
+    pub ping_every: Duration,
+    /// `failure_detector_timeout_ms`: how long one ping may take.
+    pub ping_timeout: Duration,
+    /// `failure_detector_misses`: pings missed in a row that fence a broker.
+    pub ping_misses: u32,
+    /// `controller_forward_timeout_ms`: the wait of a forwarded admin request that
+    /// names no timeout of its own.
+    pub forward_timeout: Duration,
+}
+
+impl Default for ClusterTimings {
+    fn default() -> Self {
+        ClusterTimings {
+            broker_session: Duration::from_millis(3000),
+            broker_heartbeat: Duration::from_millis(500),
+            ping_every: Duration::from_millis(100),
+            ping_timeout: Duration::from_millis(250),
+            ping_misses: 3,
+            forward_timeout: Duration::from_millis(20_000),
+        }
+    }
+}
+
+impl ClusterTimings {
+    /// Resolves each timing (flag, else file, else default) and checks its bounds.
+    fn resolve(args: &BrokerArgs, file: &FileConfig) -> Result<ClusterTimings, ConfigProblem> {
+        let d = ClusterTimings::default();
+        let ms = |name: &str,
+                  arg: Option<u64>,
+                  key: Option<u64>,
+                  default: Duration,
+                  range: std::ops::RangeInclusive<u64>| {
+            let v = arg.or(key).unwrap_or(default.as_millis() as u64);
+            if range.contains(&v) {
+                Ok(Duration::from_millis(v))
+            } else {
+                Err(ConfigProblem(format!(
+                    "--{} ({name}): {v} ms is not between {} and {} ms",
+                    name.replace('_', "-"),
+                    range.start(),
+                    range.end()
+                )))
+            }
+        };
+        let t = ClusterTimings {
+            broker_session: ms(
+                "broker_session_timeout_ms",
+                args.broker_session_timeout_ms,
+                file.broker_session_timeout_ms,
+                d.broker_session,
+                500..=300_000,
+            )?,
+            broker_heartbeat: ms(
+                "broker_heartbeat_interval_ms",
+                args.broker_heartbeat_interval_ms,
+                file.broker_heartbeat_interval_ms,
+                d.broker_heartbeat,
+                10..=150_000,
+            )?,
+            ping_every: ms(
+                "failure_detector_interval_ms",
+                args.failure_detector_interval_ms,
+                file.failure_detector_interval_ms,
+                d.ping_every,
+                10..=60_000,
+            )?,
+            ping_timeout: ms(
+                "failure_detector_timeout_ms",
+                args.failure_detector_timeout_ms,
+                file.failure_detector_timeout_ms,
+                d.ping_timeout,
+                10..=60_000,
+            )?,
+            ping_misses: args.failure_detector_misses.or(file.failure_detector_misses).unwrap_or(d.ping_misses),
+            forward_timeout: ms(
+                "controller_forward_timeout_ms",
+                args.controller_forward_timeout_ms,
+                file.controller_forward_timeout_ms,
+                d.forward_timeout,
+                100..=600_000,
+            )?,
+        };
+        if !(1..=100).contains(&t.ping_misses) {
+            return Err(ConfigProblem(format!(
+                "--failure-detector-misses (failure_detector_misses): {} is not between 1 and 100",
+                t.ping_misses
+            )));
+        }
+        if t.broker_heartbeat * 2 > t.broker_session {
+            return Err(ConfigProblem(format!(
+                "--broker-heartbeat-interval-ms ({} ms) must be at most half of --broker-session-timeout-ms ({} ms)",
+                t.broker_heartbeat.as_millis(),
+                t.broker_session.as_millis()
+            )));
+        }
+        Ok(t)
+    }
 }
 
 impl ClusterConfig {
@@ -174,6 +311,7 @@ impl BrokerConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let timings = ClusterTimings::resolve(args, &file)?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id < 0 {
             return Err(ConfigProblem(format!("--node-id: {node_id} must not be negative")));
@@ -233,7 +371,7 @@ impl BrokerConfig {
             if scatter_width == 0 {
                 return Err(ConfigProblem("--scatter-width: must be at least 1".into()));
             }
-            ClusterConfig { nodes, rpc_listen, rack: args.rack.clone().or(file.rack), scatter_width }
+            ClusterConfig { nodes, rpc_listen, rack: args.rack.clone().or(file.rack), scatter_width, timings }
         };
         Ok(BrokerConfig {
             node_id: NodeId(node_id),
@@ -376,6 +514,38 @@ mod tests {
         assert!(bad("1=a:1,2=b", 1, rpc).contains("HOST:PORT"));
         assert!(bad("x=a:1", 1, rpc).contains("not a node id"));
         assert!(bad("1=a:1,2=b:2", 1, None).contains("--rpc-listen"));
+    }
+
+    #[test]
+    fn cluster_timings_are_flags_and_keys_with_todays_defaults_and_bounds() {
+        let c = BrokerConfig::resolve(&BrokerArgs::default()).unwrap().cluster.timings;
+        assert_eq!(c, ClusterTimings::default());
+        assert_eq!(
+            (c.broker_session, c.broker_heartbeat, c.ping_every, c.ping_timeout, c.ping_misses, c.forward_timeout),
+            (
+                Duration::from_secs(3),
+                Duration::from_millis(500),
+                Duration::from_millis(100),
+                Duration::from_millis(250),
+                3,
+                Duration::from_secs(20)
+            )
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dlog.toml");
+        std::fs::write(&file, "broker_session_timeout_ms = 6000\nfailure_detector_misses = 5\n").unwrap();
+        let args = BrokerArgs { config: Some(file), failure_detector_misses: Some(4), ..Default::default() };
+        let t = BrokerConfig::resolve(&args).unwrap().cluster.timings;
+        assert_eq!((t.broker_session, t.ping_misses), (Duration::from_secs(6), 4), "the flag beats the file");
+        let bad = |args: BrokerArgs| BrokerConfig::resolve(&args).unwrap_err().0;
+        let e = bad(BrokerArgs { broker_session_timeout_ms: Some(100), ..Default::default() });
+        assert!(e.contains("--broker-session-timeout-ms"), "{e}");
+        let e = bad(BrokerArgs { broker_heartbeat_interval_ms: Some(2000), ..Default::default() });
+        assert!(e.contains("at most half"), "{e}");
+        let e = bad(BrokerArgs { failure_detector_misses: Some(0), ..Default::default() });
+        assert!(e.contains("--failure-detector-misses"), "{e}");
+        let e = bad(BrokerArgs { controller_forward_timeout_ms: Some(0), ..Default::default() });
+        assert!(e.contains("controller_forward_timeout_ms"), "{e}");
     }
 
     #[test]

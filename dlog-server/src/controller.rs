@@ -54,12 +54,52 @@ pub struct PartitionRecord {
     /// as it last reported them; none before its first report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isr: Option<Vec<i32>>,
+    /// Replicas that must not lead, as their nodes reported: the log failed a write
+    /// or an fsync there (offline until that node reopens it), or the node lost its
+    /// data and has not caught up yet. Never elected, never counted in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cannot_lead: Vec<i32>,
 }
 
 impl PartitionRecord {
     /// Whether the leader's last report counts `replica` in sync.
     pub fn in_sync(&self, replica: i32) -> bool {
-        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica))
+        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica)) && self.may_lead(replica)
+    }
+
+    /// Whether `replica` may be elected: its node has not reported it unfit.
+    pub fn may_lead(&self, replica: i32) -> bool {
+        !self.cannot_lead.contains(&replica)
+    }
+
+    /// Records whether `replica` may lead. Unfit, it leaves the in-sync set, and loses
+    /// the leadership if it holds it (to a live in-sync replica, else any live fit one,
+    /// else none): returns whether the leader changed.
+    pub fn set_fit(&mut self, replica: i32, fit: bool, live: &BTreeSet<i32>) -> bool {
+        if fit {
+            self.cannot_lead.retain(|&r| r != replica);
+            return false;
+        }
+        if !self.cannot_lead.contains(&replica) {
+            self.cannot_lead.push(replica);
+        }
+        if let Some(isr) = &mut self.isr {
+            isr.retain(|&r| r != replica);
+        }
+        if self.leader != replica {
+            return false;
+        }
+        self.leader = self.next_leader(live);
+        self.epoch += 1;
+        self.isr = None;
+        true
+    }
+
+    /// The replica to lead next among `live`: one the last leader counted in sync
+    /// first (it holds the most), then any fit one; -1 when none is live.
+    fn next_leader(&self, live: &BTreeSet<i32>) -> i32 {
+        let candidates = || self.replicas.iter().copied().filter(|r| live.contains(r) && self.may_lead(*r));
+        candidates().find(|&r| self.in_sync(r)).or_else(|| candidates().next()).unwrap_or(-1)
     }
 }
 
@@ -106,6 +146,7 @@ impl TopicRecord {
                 leader: (p.leader >= 0).then_some(NodeId(p.leader)),
                 leader_epoch: LeaderEpoch(p.epoch),
                 isr: p.isr.as_ref().map(|isr| isr.iter().map(|&r| NodeId(r)).collect()),
+                cannot_lead: p.cannot_lead.iter().map(|&r| NodeId(r)).collect(),
             })
             .collect();
         Ok(TopicMeta {
@@ -175,6 +216,15 @@ pub enum ControllerRequest {
         name: String,
         leader: i32,
         partitions: Vec<(i32, i32, Vec<i32>)>,
+    },
+    /// Node `node` reports whether its replica of `partition` of `name` may lead:
+    /// not after a failed write or fsync (until the node reopens the log), nor while
+    /// it catches up after losing its data. An unfit leader is replaced at once.
+    ReplicaFit {
+        name: String,
+        partition: i32,
+        node: i32,
+        fit: bool,
     },
     /// Node `node` leads `partition` of `name` at `epoch` but did not open that epoch
     /// in its current life (it restarted within its session): it asks for a new
@@ -314,7 +364,7 @@ pub fn place(
         .into_iter()
         .map(|replicas| {
             let replicas: Vec<i32> = replicas.iter().map(|n| n.0).collect();
-            PartitionRecord { leader: replicas[0], replicas, epoch: 0, isr: None }
+            PartitionRecord { leader: replicas[0], replicas, epoch: 0, isr: None, cannot_lead: Vec::new() }
         })
         .collect())
 }
@@ -347,7 +397,13 @@ fn chosen(assignment: &[Vec<i32>], live: &BTreeSet<i32>, first: i32) -> Result<V
                     "partition {p} names a broker twice: {replicas:?}"
                 )));
             }
-            Ok(PartitionRecord { replicas: replicas.clone(), leader: replicas[0], epoch: 0, isr: None })
+            Ok(PartitionRecord {
+                replicas: replicas.clone(),
+                leader: replicas[0],
+                epoch: 0,
+                isr: None,
+                cannot_lead: Vec::new(),
+            })
         })
         .collect()
 }
@@ -372,6 +428,10 @@ pub struct Controller {
     pub live_since: std::sync::Mutex<BTreeMap<i32, std::time::Instant>>,
     /// The copyset scatter width replicas are placed with.
     pub scatter_width: usize,
+    /// The failure detector's pace and the broker session.
+    pub timings: crate::config::ClusterTimings,
+    /// The cluster's id: a node added must be of it, or of none yet.
+    pub cluster_id: String,
 }
 
 impl Controller {
@@ -430,6 +490,21 @@ impl Controller {
                         p.isr = None;
                         tracing::info!(topic = %name, partition, epoch = p.epoch, leader = node,
                             "new leader epoch for a restarted leader");
+                    }
+                    Ok(())
+                })
+                .await?
+            }
+            ControllerRequest::ReplicaFit { name, partition, node, fit } => {
+                let live: BTreeSet<i32> = self.live_brokers().iter().map(|b| b.id.0).collect();
+                self.update(&name, |record| {
+                    let p = usize::try_from(partition)
+                        .ok()
+                        .and_then(|i| record.partitions.get_mut(i))
+                        .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{name}-{partition}")))?;
+                    if p.set_fit(node, fit, &live) {
+                        tracing::warn!(topic = %name, partition, node, leader = p.leader, epoch = p.epoch,
+                            "the leader's replica cannot lead; leadership moved");
                     }
                     Ok(())
                 })
@@ -544,6 +619,21 @@ impl Controller {
         }
         crate::config::parse_cluster_nodes("--rpc", &format!("{}={rpc}", id.0))
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        // Check the node before anything records it: a member list naming a wrong
+        // address would stop every node from starting again.
+        let answer = self.peers.call_addr(id, &rpc, PING_CHANNEL, Bytes::new(), MEMBER_CHECK_TIMEOUT).await;
+        let identity = answer
+            .map_err(|e| Error::InvalidRequest(format!("node {id} does not answer at {rpc}: {e}")))
+            .and_then(|bytes| Identity::decode(&bytes))?;
+        if identity.node != id {
+            return Err(Error::InvalidRequest(format!("{rpc} is node {}, not node {id}", identity.node)));
+        }
+        if let Some(theirs) = identity.cluster_id.filter(|c| *c != self.cluster_id) {
+            return Err(Error::InvalidRequest(format!(
+                "node {id} at {rpc} belongs to cluster {theirs:?}, not this cluster ({:?})",
+                self.cluster_id
+            )));
+        }
         let (mut members, version) = self.members().await?;
         match members.get(&id) {
             Some(addr) if *addr != rpc => {
@@ -654,7 +744,7 @@ impl Controller {
         // brokers a session's time to register, rather than taking their partitions
         // offline and back.
         let since = *leading_since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < crate::cluster::BROKER_SESSION {
+        if since.elapsed() < self.timings.broker_session {
             return;
         }
         self.elect(None).await;
@@ -711,7 +801,8 @@ impl Controller {
 
 impl Controller {
     /// The controller's failure detector: pings every registered broker every
-    /// [`PING_EVERY`]; one that misses [`PING_MISSES`] pings in a row (a killed
+    /// `failure_detector_interval_ms`; one that misses `failure_detector_misses` pings
+    /// in a row (a killed
     /// process refuses at once, a cut one times out) is fenced — its session closed,
     /// its registration gone — and its partitions get new leaders at once, rather
     /// than after its session would expire. A fenced broker that is alive registers
@@ -724,9 +815,10 @@ impl Controller {
         let me = self.store.id();
         let brokers: Vec<NodeId> = self.live_brokers().iter().map(|b| b.id).filter(|&b| b != me).collect();
         misses.retain(|b, _| brokers.contains(&NodeId(*b)));
+        let timeout = self.timings.ping_timeout;
         let pings = brokers.iter().map(|&b| {
             let peers = self.peers.clone();
-            async move { (b, peers.call(b, PING_CHANNEL, Bytes::new(), PING_TIMEOUT).await) }
+            async move { (b, peers.call(b, PING_CHANNEL, Bytes::new(), timeout).await) }
         });
         let mut fenced = BTreeSet::new();
         for (b, answer) in futures_util::future::join_all(pings).await {
@@ -737,7 +829,7 @@ impl Controller {
                 Err(e) => {
                     let n = misses.entry(b.0).or_insert(0);
                     *n += 1;
-                    if *n >= PING_MISSES {
+                    if *n >= self.timings.ping_misses {
                         tracing::warn!(broker = %b, misses = *n, error = %e, "broker unreachable; fencing it");
                         if self.fence(b).await {
                             fenced.insert(b.0);
@@ -774,14 +866,33 @@ impl Controller {
     }
 }
 
-/// The RPC channel of the controller's pings.
+/// The RPC channel of the controller's pings. A node answers with its [`Identity`].
 pub const PING_CHANNEL: &str = "ping";
-/// How often the controller pings each broker.
-pub const PING_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-/// How long a ping may take.
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
-/// Missed pings in a row that fence a broker.
-const PING_MISSES: u32 = 3;
+/// How long a node about to be added has to answer.
+const MEMBER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Who answers at an RPC address: its node id, and its cluster once it has joined one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub node: NodeId,
+    pub cluster_id: Option<String>,
+}
+
+impl Identity {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(format!("{} {}", self.node.0, self.cluster_id.as_deref().unwrap_or("")))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Identity> {
+        let bad = || Error::InvalidRequest(format!("unreadable node identity {:?}", String::from_utf8_lossy(bytes)));
+        let text = std::str::from_utf8(bytes).map_err(|_| bad())?;
+        let (node, cluster) = text.split_once(' ').ok_or_else(bad)?;
+        Ok(Identity {
+            node: NodeId(node.parse().map_err(|_| bad())?),
+            cluster_id: (!cluster.is_empty()).then(|| cluster.to_string()),
+        })
+    }
+}
 
 /// Grows `record` to `count` partitions.
 fn grow(
@@ -838,6 +949,7 @@ pub fn prefer(record: &mut TopicRecord, live: &BTreeSet<i32>, which: impl Fn(i32
     for (i, p) in record.partitions.iter_mut().enumerate() {
         let Some(&preferred) = p.replicas.first() else { continue };
         if which(i as i32) && p.leader != preferred && live.contains(&preferred) && p.in_sync(preferred) {
+            // in_sync excludes replicas that reported they cannot lead.
             p.leader = preferred;
             p.epoch += 1;
             p.isr = None;
@@ -864,14 +976,9 @@ fn elect_leaders_where(record: &mut TopicRecord, live: &BTreeSet<i32>, which: im
             continue;
         }
         // A live replica the last leader counted in its quorum first: it holds the
-        // most (an available topic's new leader loses nothing it holds).
-        let next = p
-            .replicas
-            .iter()
-            .copied()
-            .find(|&r| live.contains(&r) && p.in_sync(r))
-            .or_else(|| p.replicas.iter().copied().find(|r| live.contains(r)))
-            .unwrap_or(-1);
+        // most (an available topic's new leader loses nothing it holds). Never one
+        // whose node reported it unfit.
+        let next = p.next_leader(live);
         if next != p.leader {
             p.leader = next;
             p.epoch += 1;
@@ -953,7 +1060,13 @@ mod tests {
         let mut r = TopicRecord {
             id: TopicId::NONE.to_hex(),
             configs: BTreeMap::new(),
-            partitions: vec![PartitionRecord { replicas: vec![1, 2, 3], leader: 1, epoch: 4, isr: Some(vec![1, 3]) }],
+            partitions: vec![PartitionRecord {
+                replicas: vec![1, 2, 3],
+                leader: 1,
+                epoch: 4,
+                isr: Some(vec![1, 3]),
+                cannot_lead: Vec::new(),
+            }],
         };
         assert_eq!(elect_leaders(&mut r, &[2, 3].into()), 1);
         let p = &r.partitions[0];
@@ -968,6 +1081,40 @@ mod tests {
         assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 1);
         assert_eq!((r.partitions[0].leader, r.partitions[0].epoch), (1, 7));
         assert_eq!(prefer(&mut r, &[1, 2].into(), |_| true), 0, "already preferred");
+    }
+
+    /// A replica whose node reported it unfit (a disk error, or data lost and not
+    /// caught up) leaves the in-sync set, loses the leadership to an in-sync replica,
+    /// and is never elected or preferred until its node reports it fit again.
+    #[test]
+    fn a_replica_reported_unfit_loses_the_leadership_and_is_never_elected() {
+        let all: BTreeSet<i32> = [1, 2, 3].into();
+        let mut p = PartitionRecord {
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            epoch: 4,
+            isr: Some(vec![1, 2, 3]),
+            cannot_lead: Vec::new(),
+        };
+        assert!(!p.set_fit(2, false, &all), "a follower unfit: no leader change");
+        assert_eq!((p.leader, p.epoch, p.isr.clone()), (1, 4, Some(vec![1, 3])));
+        assert!(p.set_fit(1, false, &all), "the leader unfit: it moves");
+        assert_eq!((p.leader, p.epoch, &p.isr), (3, 5, &None), "to the fit one it counted in sync");
+        assert_eq!(p.cannot_lead, vec![2, 1]);
+        assert!(!p.in_sync(1) && !p.may_lead(1));
+
+        let mut r = TopicRecord { id: TopicId::NONE.to_hex(), configs: BTreeMap::new(), partitions: vec![p] };
+        r.partitions[0].isr = Some(vec![1, 2, 3]);
+        assert_eq!(prefer(&mut r, &all, |_| true), 0, "an unfit preferred replica is not made leader");
+        assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 1, "its leader died");
+        assert_eq!(r.partitions[0].leader, -1, "only unfit replicas live: offline rather than unfit");
+        assert!(!r.partitions[0].set_fit(2, true, &all));
+        assert_eq!(elect_leaders(&mut r, &[1, 2].into()), 1);
+        assert_eq!(r.partitions[0].leader, 2, "fit again: elected");
+        let decoded = TopicRecord::decode(&r.encode()).unwrap();
+        assert_eq!(decoded.partitions[0].cannot_lead, vec![1]);
+        let old = br#"{"id":"00000000000000000000000000000000","configs":{},"partitions":[{"replicas":[1],"leader":1,"epoch":0}]}"#;
+        assert!(TopicRecord::decode(old).unwrap().partitions[0].cannot_lead.is_empty(), "records before it decode");
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum Role {
     Leading(Box<Leading>),
     /// A replica following the leader's pushes.
     Following(Follower),
+    /// The log failed a write or an fsync on this node (a disk error): nothing more is
+    /// appended, acknowledged or reported durable from it until the node reopens it
+    /// (restarts). Other replicas lead.
+    Offline(String),
 }
 
 /// A leader's state: the engine, when each follower last answered, and when each last
@@ -64,6 +68,16 @@ pub struct Partition {
     pub sealed: LeaderEpoch,
     /// The in-sync replicas this leader last reported to the controller.
     pub reported_isr: Option<(LeaderEpoch, Vec<NodeId>)>,
+    /// This replica's log lacks records it once held: the node lost its data (a wiped
+    /// or replaced disk) and has not caught up with a leader since. Its answer to a
+    /// seal does not count toward the read quorum (see [`crate::replica`]).
+    pub lost_data: bool,
+    /// Whether the metadata lets this replica lead (its node has not reported it
+    /// unfit), as of the last image applied.
+    pub recorded_fit: bool,
+    /// What this node last reported to the controller about this replica's fitness to
+    /// lead, while the metadata does not show it yet; `None`: nothing in flight.
+    pub reported_fit: Option<bool>,
     /// The high watermark of a cluster's partition (a single node's is its log end).
     hw: Offset,
     /// acks=all produces waiting for the high watermark to pass their records.
@@ -96,6 +110,9 @@ impl Partition {
             quorums: Quorums::new(1, 1, 1).expect("one replica"),
             sealed: crate::replica::NEVER_SEALED,
             reported_isr: None,
+            lost_data: false,
+            recorded_fit: true,
+            reported_fit: None,
             hw: Offset::ZERO,
             commit_waiters: VecDeque::new(),
             log_end,
@@ -126,7 +143,58 @@ impl Partition {
                 self.quorums.read()
             ))),
             Role::Idle | Role::Following(_) => Err(Error::NotLeader(self.tp.to_string())),
+            Role::Offline(why) => Err(offline_error(&self.tp, why)),
         }
+    }
+
+    /// Whether a disk error took this replica offline.
+    pub fn is_offline(&self) -> bool {
+        matches!(self.role, Role::Offline(_))
+    }
+
+    /// The error a request to this replica gets while a disk error keeps it offline.
+    pub fn offline(&self) -> Error {
+        match &self.role {
+            Role::Offline(why) => offline_error(&self.tp, why),
+            _ => offline_error(&self.tp, "not offline"),
+        }
+    }
+
+    /// Whether this replica may lead: not offline, and holding what it once held.
+    pub fn fit_to_lead(&self) -> bool {
+        !self.is_offline() && !self.lost_data
+    }
+
+    /// Takes this replica offline after a disk error (a failed write or fsync): fails
+    /// every waiting produce and flush, stops the log (nothing written before may be
+    /// reported durable now: fsyncgate), and stops leading or following until the
+    /// node reopens it. The shard reports it unfit to the controller, which moves the
+    /// leadership. Counted in `dlog_partition_disk_errors_total`.
+    pub fn go_offline(&mut self, why: &str) {
+        if self.is_offline() {
+            return;
+        }
+        tracing::error!(partition = %self.tp, epoch = %self.leader_epoch, error = why,
+            "disk error: the partition goes offline on this node until it is restarted");
+        metrics::counter!("dlog_partition_disk_errors_total").increment(1);
+        metrics::gauge!("dlog_partitions_offline").increment(1.0);
+        self.log.fail_flush();
+        let error = offline_error(&self.tp, why);
+        for (_, tx) in self.commit_waiters.drain(..).chain(self.flush_waiters.drain(..)) {
+            let _ = tx.send(Err(error.clone()));
+        }
+        self.leader = false;
+        self.role = Role::Offline(why.to_string());
+        self.reported_fit = None;
+    }
+
+    /// Takes this replica offline if `e` is a disk error; passes `e` on.
+    pub fn on_storage_error(&mut self, e: dlog_storage::StorageError) -> Error {
+        if is_disk_error(&e) {
+            self.go_offline(&e.to_string());
+            return offline_error(&self.tp, &e.to_string());
+        }
+        Error::from(e)
     }
 
     /// How far this replica holds the log for the quorum: its log end with write
@@ -171,6 +239,9 @@ impl Partition {
     /// Gives up leading: fails waiting acks=all produces (their records may or may not
     /// survive under the next leader; the client retries) and follows from now on.
     pub fn step_down(&mut self, why: &str) {
+        if self.is_offline() {
+            return;
+        }
         if matches!(self.role, Role::Leading(_) | Role::Recovering(_)) {
             tracing::info!(partition = %self.tp, epoch = %self.leader_epoch, why, "stepping down");
         }
@@ -215,7 +286,7 @@ impl Partition {
         let mut p = this.borrow_mut();
         let epoch = p.leader_epoch;
         p.accepts_writes()?;
-        let info = p.log.append(batches, epoch, now_ms)?;
+        let info = p.log.append(batches, epoch, now_ms).map_err(|e| p.on_storage_error(e))?;
         if !info.duplicate {
             debug_assert_eq!(p.log.log_end_offset(), info.last_offset.plus(1));
             let end = p.log.log_end_offset();
@@ -265,6 +336,7 @@ impl Partition {
                     job
                 }
                 None if p.log.is_failed() => {
+                    p.go_offline("the log failed an earlier write or fsync");
                     let failed = Error::Storage(format!("{}: the log failed an fsync; it takes no writes", p.tp));
                     p.release_waiters(Some(failed));
                     return;
@@ -298,7 +370,7 @@ impl Partition {
                 if let Some(e) = &error {
                     tracing::error!(partition = %p.tp, error = %e, "fsync failed");
                     // fsyncgate: nothing written before may be reported durable now.
-                    p.log.fail_flush();
+                    p.go_offline(&e.to_string());
                 }
                 p.release_waiters(error);
                 if !p.log.config().write_caching {
@@ -339,4 +411,16 @@ impl Partition {
             Err(Error::UnknownLeaderEpoch { client: current_leader_epoch, current })
         }
     }
+}
+
+/// What a produce or fetch to a replica taken offline by a disk error gets:
+/// KAFKA_STORAGE_ERROR, which clients retry after refreshing their metadata.
+fn offline_error(tp: &TopicPartition, why: &str) -> Error {
+    Error::Storage(format!("{tp} is offline on this node after a disk error ({why}); another replica leads"))
+}
+
+/// Whether `e` is the disk failing (an I/O error, or a log stopped by one) rather than
+/// the request's fault.
+pub fn is_disk_error(e: &dlog_storage::StorageError) -> bool {
+    matches!(e, dlog_storage::StorageError::Io { .. } | dlog_storage::StorageError::Failed(_))
 }

@@ -178,6 +178,9 @@ async fn serve(shard: &Rc<Shard>, from: NodeId, tp: TopicPartition, request: Rep
     if p.borrow().topic_id.0[..] != request.topic_id[..] {
         return ReplicaReply::unavailable(format!("{tp} is another topic of that name here"));
     }
+    if let Role::Offline(why) = &p.borrow().role {
+        return ReplicaReply::unavailable(format!("{tp} is offline on this node after a disk error: {why}"));
+    }
     let epoch = LeaderEpoch(request.epoch);
     match request.kind {
         kind::SEAL => seal(&p, epoch),
@@ -220,7 +223,10 @@ fn follow(p: &mut Partition, epoch: LeaderEpoch) {
 /// Persists a seal at `epoch` (a newer epoch only).
 fn persist_seal(p: &mut Partition, epoch: LeaderEpoch) -> Result<(), String> {
     if epoch > p.sealed {
-        persist_sealed(p.log.dir(), epoch).map_err(|e| format!("cannot persist the seal of {}: {e}", p.tp))?;
+        if let Err(e) = persist_sealed(p.log.dir(), epoch) {
+            let e = p.on_storage_error(e);
+            return Err(format!("cannot persist the seal of {}: {e}", p.tp));
+        }
         p.sealed = epoch;
         if let Role::Following(f) = &mut p.role {
             f.seal(epoch).expect("sealing at a newer epoch");
@@ -264,6 +270,51 @@ pub fn rebuilt_seal(log_latest: Option<LeaderEpoch>, metadata_epoch: LeaderEpoch
 /// The seal of a replica that never answered a leader.
 pub const NEVER_SEALED: LeaderEpoch = LeaderEpoch(-1);
 
+/// The file in a partition's directory saying whether this replica lost its data
+/// (`1`: its node came back without the data it held, and it has not caught up with a
+/// leader since; `0`: caught up). See [`Partition::lost_data`].
+pub const LOST_DATA_FILE: &str = "lost-data";
+
+/// Records whether the replica in `dir` lacks data it once held (atomically, fsynced).
+pub fn persist_lost_data(dir: &std::path::Path, lost: bool) -> Result<(), dlog_storage::StorageError> {
+    dlog_storage::replace_file_atomically(dir, LOST_DATA_FILE, if lost { b"1" } else { b"0" })
+}
+
+/// Whether the replica in `dir` lacks data it once held. A file that cannot be read
+/// says it does: failing closed keeps its answer out of read quorums until it has
+/// caught up again.
+pub fn read_lost_data(dir: &std::path::Path) -> bool {
+    match std::fs::read(dir.join(LOST_DATA_FILE)) {
+        Ok(bytes) => bytes != b"0",
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// A replica that lost its data has caught up once it holds its leader's epoch-opening
+/// batch and everything up to a high watermark past it: every record acknowledged
+/// before this epoch, and in it up to that high watermark, is in its log again.
+fn caught_up_after_losing_data(p: &Partition, epoch: LeaderEpoch, hw: Offset) -> bool {
+    let end = p.log.log_end_offset();
+    let opened_at = p.log.epoch_cache().entries().iter().find(|e| e.epoch == epoch).map(|e| e.start_offset);
+    opened_at.is_some_and(|start| hw > start && end >= hw)
+}
+
+/// Clears the lost-data mark of a replica that caught up (see
+/// [`caught_up_after_losing_data`]); it counts in read quorums and may lead again.
+fn note_caught_up(p: &mut Partition, epoch: LeaderEpoch, hw: Offset) {
+    if !p.lost_data || !caught_up_after_losing_data(p, epoch, hw) {
+        return;
+    }
+    if let Err(e) = persist_lost_data(p.log.dir(), false) {
+        let e = p.on_storage_error(e);
+        tracing::error!(partition = %p.tp, error = %e, "cannot record that the replica caught up");
+        return;
+    }
+    p.lost_data = false;
+    tracing::info!(partition = %p.tp, epoch = %epoch, high_watermark = %hw, log_end = %p.log.log_end_offset(),
+        "caught up after losing its data: counts in read quorums again");
+}
+
 fn seal(p: &PartitionRef, epoch: LeaderEpoch) -> ReplicaReply {
     let mut p = p.borrow_mut();
     if epoch < p.sealed {
@@ -280,6 +331,11 @@ fn seal(p: &PartitionRef, epoch: LeaderEpoch) -> ReplicaReply {
     if let Err(e) = persist_seal(&mut p, epoch) {
         tracing::error!(error = %e);
         return ReplicaReply::unavailable(e);
+    }
+    if p.lost_data {
+        // Sealed (so older leaders are fenced), but not counted: this log lacks
+        // records it once held, which a read quorum must not miss.
+        return ReplicaReply::unavailable(format!("{} lost its data and is catching up", p.tp));
     }
     let last = p.log.latest_epoch().unwrap_or(LeaderEpoch(-1));
     ReplicaReply::ok(last.0, p.log.log_end_offset())
@@ -326,6 +382,7 @@ fn append_pushed(
         return Err(ReplicaReply::unavailable(format!("{}: offset {start} is inside a pushed batch", part.tp)));
     };
     if let Err(e) = part.log.append_replicated(&records, crate::now_ms()) {
+        let e = part.on_storage_error(e);
         tracing::error!(partition = %part.tp, error = %e, "replicated append failed");
         return Err(ReplicaReply::unavailable(e.to_string()));
     }
@@ -334,6 +391,7 @@ fn append_pushed(
     f.appended(epoch, end);
     part.log_end.send_replace(end);
     part.set_high_watermark(hw.min(end));
+    note_caught_up(part, epoch, hw);
     Ok(end)
 }
 
@@ -375,12 +433,14 @@ async fn push(p: &PartitionRef, from: NodeId, epoch: LeaderEpoch, request: Repli
             PushAnswer::Gap { from } => return ReplicaReply { kind: reply::GAP, offset: from.0, ..Default::default() },
             PushAnswer::Held { .. } => {
                 part.set_high_watermark(hw);
+                note_caught_up(&mut part, epoch, hw);
                 return ReplicaReply::ok(-1, part.position());
             }
             PushAnswer::StartOver { at } => {
                 tracing::warn!(partition = %part.tp, log_end = %part.log.log_end_offset(), at = %at,
                     leader_log_start = request.log_start, "the log ends below the leader's log start; starting it over");
                 if let Err(e) = part.log.restart_at(at) {
+                    let e = part.on_storage_error(e);
                     tracing::error!(partition = %part.tp, error = %e, "cannot start the log over");
                     return ReplicaReply::unavailable(e.to_string());
                 }
@@ -434,10 +494,11 @@ fn reconcile(p: &PartitionRef, epoch: LeaderEpoch, request: ReplicaRequest) -> R
         tracing::info!(partition = %part.tp, log_end = %part.log.log_end_offset(), at = %leader_start,
             "holding nothing; starting the log over at the leader's log start");
         if let Err(e) = part.log.restart_at(leader_start) {
-            return ReplicaReply::unavailable(e.to_string());
+            return ReplicaReply::unavailable(part.on_storage_error(e).to_string());
         }
     }
     if let Err(e) = cut_divergent_tail(&mut part.log, answer) {
+        let e = part.on_storage_error(e);
         tracing::error!(partition = %part.tp, error = %e, "truncation failed");
         return ReplicaReply::unavailable(e.to_string());
     }
@@ -455,11 +516,7 @@ fn reconcile(p: &PartitionRef, epoch: LeaderEpoch, request: ReplicaRequest) -> R
     }
     let hw = part.high_watermark();
     if hw > end {
-        // A consistent topic never gets here: what the leader committed, it holds, and
-        // this replica truncates only what the leader lacks. An available topic's new
-        // leader may lack acknowledged records (its contract); say so.
-        tracing::warn!(partition = %part.tp, high_watermark = %hw, log_end = %end, epoch = %epoch,
-            "truncated below the high watermark: the new leader lacks acknowledged records");
+        report_truncation_below_high_watermark(&part, hw, end, epoch);
         part.set_high_watermark(end);
     }
     let sealed = part.sealed;
@@ -470,6 +527,23 @@ fn reconcile(p: &PartitionRef, epoch: LeaderEpoch, request: ReplicaRequest) -> R
     let _ = f.reconciled(epoch, end, last);
     part.log_end.send_replace(end);
     ReplicaReply::ok(last.0, part.position())
+}
+
+/// Reports a truncation below the high watermark: acknowledged records are gone from
+/// this replica. A consistent topic never gets here (what the leader committed, it
+/// holds, and a replica truncates only what the leader lacks), so there it is an error;
+/// an available topic's new leader may lack acknowledged records (its contract). Both
+/// count in `dlog_truncations_below_high_watermark_total`, by mode.
+fn report_truncation_below_high_watermark(part: &Partition, hw: Offset, end: Offset, epoch: LeaderEpoch) {
+    let mode = if part.quorums.is_consistent() { "cp" } else { "ap" };
+    metrics::counter!("dlog_truncations_below_high_watermark_total", "mode" => mode).increment(1);
+    if part.quorums.is_consistent() {
+        tracing::error!(partition = %part.tp, high_watermark = %hw, log_end = %end, epoch = %epoch,
+            "a consistent topic truncated below its high watermark: acknowledged records are lost here");
+    } else {
+        tracing::warn!(partition = %part.tp, high_watermark = %hw, log_end = %end, epoch = %epoch,
+            "truncated below the high watermark: the new leader lacks acknowledged records");
+    }
 }
 
 /// Cuts what this log holds past the leader's (or recovery source's) end of the
@@ -502,8 +576,13 @@ pub fn apply_assignment(shared: &Arc<Shared>, p: &PartitionRef, meta: &TopicMeta
     let Some(a) = meta.assignment(part.tp.partition.0) else { return };
     part.replicas = a.replicas.clone();
     part.quorums = partition_quorums(&part.tp, meta, a.replicas.len());
+    part.recorded_fit = !a.cannot_lead.contains(&me);
     let epoch = a.leader_epoch;
     part.leader_epoch = part.leader_epoch.max(epoch);
+    if part.is_offline() {
+        // Until the node reopens it: the controller moves the leadership elsewhere.
+        return;
+    }
     if a.leader == Some(me) {
         let current = match &part.role {
             Role::Leading(l) => Some(l.engine.epoch()),
@@ -527,7 +606,7 @@ pub fn apply_assignment(shared: &Arc<Shared>, p: &PartitionRef, meta: &TopicMeta
                 part.leader = false;
                 part.role = Role::Following(part.new_follower());
             }
-            Role::Following(_) => part.leader = false,
+            Role::Following(_) | Role::Offline(_) => part.leader = false,
         }
     }
 }
@@ -593,7 +672,7 @@ async fn recover(shared: Arc<Shared>, p: PartitionRef, topic: Arc<str>, epoch: L
                 node: me.0,
             };
             let Some(cluster) = shared.cluster.clone() else { return };
-            match cluster.forward(bump).await {
+            match cluster.forward(bump, None).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(topic = %topic, partition, error = %e, "cannot get a new epoch; retrying");
@@ -632,9 +711,13 @@ async fn gather_and_catch_up(shared: &Arc<Shared>, p: &PartitionRef, epoch: Lead
             last_epoch: part.log.latest_epoch().unwrap_or(LeaderEpoch(-1)),
             log_end: part.log.log_end_offset(),
         };
-        (part.replicas.clone(), part.quorums, mine)
+        // A replica that lost its data does not count itself toward the read quorum.
+        (part.replicas.clone(), part.quorums, (!part.lost_data).then_some(mine))
     };
-    let mut recovery = Recovery::start(me, &replicas, epoch, quorums, mine);
+    let mut recovery = match mine {
+        Some(mine) => Recovery::start(me, &replicas, epoch, quorums, mine),
+        None => Recovery::start_lacking_data(me, &replicas, epoch, quorums),
+    };
     // An available topic needs only its own answer, but listens briefly for the
     // others so that a plain failover loses nothing that a live replica holds.
     let listen_until = tokio::time::Instant::now() + AP_LISTEN;
@@ -721,7 +804,9 @@ async fn catch_up(
         }
         let answer = (answer.epoch >= 0).then_some((LeaderEpoch(answer.epoch), Offset(answer.offset)));
         let mut part = p.borrow_mut();
-        cut_divergent_tail(&mut part.log, answer).map_err(|e| e.to_string())?;
+        if let Err(e) = cut_divergent_tail(&mut part.log, answer) {
+            return Err(part.on_storage_error(e).to_string());
+        }
         let now_last = part.log.latest_epoch().unwrap_or(LeaderEpoch(-1));
         if answer.is_none_or(|(e, _)| now_last.0 < 0 || now_last == e) {
             break;
@@ -748,7 +833,9 @@ async fn catch_up(
             let mut part = p.borrow_mut();
             tracing::info!(partition = %part.tp, log_end = read.offset, at = answer.log_start, source = %source,
                 "catching up while holding nothing: starting the log over at the source's log start");
-            part.log.restart_at(Offset(answer.log_start)).map_err(|e| e.to_string())?;
+            if let Err(e) = part.log.restart_at(Offset(answer.log_start)) {
+                return Err(part.on_storage_error(e).to_string());
+            }
             continue;
         }
         if p.borrow().log.log_end_offset() >= target {
@@ -764,11 +851,15 @@ async fn catch_up(
             // This log ends below the source's log start: it can only start over there.
             tracing::warn!(partition = %part.tp, log_end = %end, at = %first, source = %source,
                 "catching up: the log ends below the source's log start; starting it over");
-            part.log.restart_at(first).map_err(|e| e.to_string())?;
+            if let Err(e) = part.log.restart_at(first) {
+                return Err(part.on_storage_error(e).to_string());
+            }
         }
         let end = part.log.log_end_offset();
         let records = batches_from(&answer.records, end).ok_or("the source's batches do not line up")?;
-        part.log.append_replicated(&records, crate::now_ms()).map_err(|e| e.to_string())?;
+        if let Err(e) = part.log.append_replicated(&records, crate::now_ms()) {
+            return Err(part.on_storage_error(e).to_string());
+        }
         let end = part.log.log_end_offset();
         part.log_end.send_replace(end);
         follow_log_start(&mut part, Offset(answer.log_start));
@@ -783,12 +874,24 @@ fn open_epoch(shared: &Arc<Shared>, p: &PartitionRef, epoch: LeaderEpoch, starte
         if !matches!(part.role, Role::Recovering(e) if e == epoch) {
             return;
         }
+        if part.lost_data {
+            // It caught up from the most advanced of R other replicas: it holds every
+            // acknowledged record again.
+            if let Err(e) = persist_lost_data(part.log.dir(), false) {
+                let e = part.on_storage_error(e);
+                tracing::error!(partition = %part.tp, error = %e, "cannot record that the replica caught up");
+                return;
+            }
+            part.lost_data = false;
+            tracing::info!(partition = %part.tp, epoch = %epoch, "caught up from a read quorum after losing its data");
+        }
         let voters: Vec<i32> = part.replicas.iter().map(|n| n.0).collect();
         let mut control =
             bytes::BytesMut::from(&dlog_protocol::control::leader_change_batch(me.0, &voters, crate::now_ms())[..]);
         let info = match part.log.append(&mut control, epoch, crate::now_ms()) {
             Ok(info) => info,
             Err(e) => {
+                let e = part.on_storage_error(e);
                 tracing::error!(partition = %part.tp, error = %e, "cannot open the epoch");
                 return;
             }

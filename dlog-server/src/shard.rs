@@ -96,6 +96,9 @@ impl Shard {
     pub fn leading(&self, tp: &TopicPartition) -> Result<PartitionRef> {
         match self.partition(tp) {
             Some(p) if p.borrow().leader => Ok(p),
+            // A disk error took it offline here: KAFKA_STORAGE_ERROR, as Kafka answers
+            // for a partition of an offline log directory.
+            Some(p) if p.borrow().is_offline() => Err(p.borrow().offline()),
             Some(_) => Err(Error::NotLeader(tp.to_string())),
             None if self.shared.cluster.is_some()
                 && self.shared.topic(&tp.topic).is_some_and(|t| t.assignment(tp.partition.0).is_some()) =>
@@ -148,6 +151,16 @@ impl Shard {
             return Ok(());
         }
         let dir = self.shared.config.data_dir.join(tp.dir_name());
+        // A node that came back without its data opens the partitions it held empty:
+        // they lack records they once acknowledged until they catch up.
+        // The mark is written before the topic id, which makes the directory the
+        // partition's: a crash in between marks it again at the next start.
+        let fresh = !dir.join(TOPIC_ID_FILE).exists();
+        if fresh && self.shared.cluster.as_ref().is_some_and(|c| c.lost_its_data()) {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+            crate::replica::persist_lost_data(&dir, true)
+                .map_err(|e| Error::Storage(format!("{tp}: cannot record that the replica lost its data: {e}")))?;
+        }
         claim_partition_dir(&dir, meta)?;
         let log = PartitionLog::open(&dir, meta.config.clone(), crate::now_ms())?;
         let report = log.recovery_report();
@@ -159,11 +172,12 @@ impl Shard {
         if self.shared.cluster.is_some() {
             p.role = crate::partition::Role::Idle;
             p.leader = false;
+            p.lost_data = crate::replica::read_lost_data(&dir);
+            let metadata_epoch = meta.assignment(partition).map_or(LeaderEpoch(0), |a| a.leader_epoch);
             p.sealed = match crate::replica::read_sealed(&dir) {
                 Ok(sealed) => sealed,
                 Err(e) => {
-                    let epoch = meta.assignment(partition).map_or(LeaderEpoch(0), |a| a.leader_epoch);
-                    let rebuilt = crate::replica::rebuilt_seal(p.log.latest_epoch(), epoch);
+                    let rebuilt = crate::replica::rebuilt_seal(p.log.latest_epoch(), metadata_epoch);
                     tracing::error!(partition = %tp, error = %e, rebuilt = %rebuilt,
                         "the sealed epoch is unreadable; sealing at the newest epoch known instead");
                     crate::replica::persist_sealed(&dir, rebuilt)
@@ -171,6 +185,17 @@ impl Shard {
                     rebuilt
                 }
             };
+            if p.lost_data && p.sealed < metadata_epoch {
+                // Its seals went with its data: fence every epoch before the current one
+                // again (no leader could have sealed it past the metadata's epoch).
+                crate::replica::persist_sealed(&dir, metadata_epoch)
+                    .map_err(|e| Error::Storage(format!("{tp}: cannot seal the replica: {e}")))?;
+                p.sealed = metadata_epoch;
+            }
+            if p.lost_data {
+                tracing::warn!(partition = %tp, sealed = %p.sealed,
+                    "this replica lost its data: it catches up before it counts in read quorums or may lead");
+            }
         }
         self.shared.watches.write().expect("watch lock").insert(tp.clone(), rx);
         let p = Rc::new(RefCell::new(p));
@@ -269,7 +294,7 @@ impl Shard {
             for (name, partitions) in changed {
                 let request =
                     crate::controller::ControllerRequest::SetIsr { name: name.to_string(), leader: me.0, partitions };
-                if let Err(e) = cluster.forward(request).await {
+                if let Err(e) = cluster.forward(request, None).await {
                     tracing::debug!(topic = %name, error = %e, "in-sync replicas not reported; again later");
                     failed = true;
                 }
@@ -281,6 +306,41 @@ impl Shard {
             }
             shard.reporting_isr.set(false);
         });
+    }
+
+    /// Tells the controller about replicas here whose fitness to lead differs from what
+    /// the metadata records: taken offline by a disk error, or having lost their data
+    /// (unfit), or healthy again after a restart or a catch-up (fit). One report per
+    /// change in flight; a failed one is sent again on a later tick.
+    fn report_fitness(self: &Rc<Self>) {
+        let Some(cluster) = self.shared.cluster.clone() else { return };
+        let me = self.shared.config.node_id;
+        for p in self.partitions() {
+            let request = {
+                let mut part = p.borrow_mut();
+                let fit = part.fit_to_lead();
+                if fit == part.recorded_fit || part.reported_fit == Some(fit) {
+                    if fit == part.recorded_fit {
+                        part.reported_fit = None;
+                    }
+                    continue;
+                }
+                part.reported_fit = Some(fit);
+                crate::controller::ControllerRequest::ReplicaFit {
+                    name: part.tp.topic.to_string(),
+                    partition: part.tp.partition.0,
+                    node: me.0,
+                    fit,
+                }
+            };
+            let cluster = cluster.clone();
+            tokio::task::spawn_local(async move {
+                if let Err(e) = cluster.forward(request, None).await {
+                    tracing::warn!(partition = %p.borrow().tp, error = %e, "fitness to lead not reported; again later");
+                    p.borrow_mut().reported_fit = None;
+                }
+            });
+        }
     }
 
     /// Periodic work: flushes due by `flush.ms`, time-based rolls, retention.
@@ -295,6 +355,7 @@ impl Shard {
             tick.tick().await;
             self.coordinator.tick(&self);
             self.report_isr();
+            self.report_fitness();
             if crate::now_ms() - last_expiry >= expire_every {
                 last_expiry = crate::now_ms();
                 self.coordinator.expire_offsets(&self, last_expiry).await;

@@ -44,12 +44,15 @@ pub struct Assignment {
     pub leader_epoch: LeaderEpoch,
     /// The replicas the leader counts in its write quorum, as it reported them.
     pub isr: Option<Vec<NodeId>>,
+    /// Replicas their nodes reported unfit to lead (a failed log, or data lost and
+    /// not caught up yet).
+    pub cannot_lead: Vec<NodeId>,
 }
 
 impl Assignment {
     /// Whether the leader's last report counts `replica` in sync.
     pub fn in_sync(&self, replica: NodeId) -> bool {
-        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica))
+        self.isr.as_ref().is_some_and(|isr| isr.contains(&replica)) && !self.cannot_lead.contains(&replica)
     }
 
     /// The in-sync replicas to show a client: the leader's last report, without the
@@ -64,7 +67,13 @@ impl Assignment {
 
     /// A partition of a single node: it holds and leads it, forever at epoch 0.
     pub fn local(node: NodeId) -> Assignment {
-        Assignment { replicas: vec![node], leader: Some(node), leader_epoch: LeaderEpoch(0), isr: None }
+        Assignment {
+            replicas: vec![node],
+            leader: Some(node),
+            leader_epoch: LeaderEpoch(0),
+            isr: None,
+            cannot_lead: Vec::new(),
+        }
     }
 }
 

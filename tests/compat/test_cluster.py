@@ -28,6 +28,8 @@ class Node:
         self.rpc_port = rpc_port
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # extra environment of the next starts (a fault shim, say)
+        self.env: dict[str, str] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -49,7 +51,7 @@ class Node:
              "--listen", self.bootstrap, "--rpc-listen", f"127.0.0.1:{self.rpc_port}",
              "--cluster-nodes", members or self.members, "--shards", "1"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, NO_COLOR="1", RUST_LOG="info"))
+            env=dict(os.environ, NO_COLOR="1", RUST_LOG="info", **self.env))
         log.close()
 
     def wait_listening(self):
@@ -405,3 +407,45 @@ def test_a_first_start_waits_for_every_member_and_says_whom_for(tmp_path):
         wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the group to form", 0.2)
     finally:
         stop_cluster(nodes)
+
+
+def test_adding_a_node_is_checked_before_anything_is_recorded(cluster3):
+    """AddRaftVoter first asks the new member who it is: an address nobody answers at,
+    or one where another node answers, is refused with the reason, nothing is
+    recorded, and every node still restarts with its own member list."""
+    nodes = cluster3
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the cluster to form", 0.2)
+    nobody = free_port()
+    out = dlog_cli("cluster", "add-node", "--node-id", "4", "--rpc", f"127.0.0.1:{nobody}",
+                   "--bootstrap", nodes[2].bootstrap)
+    assert out.returncode != 0 and "does not answer" in out.stderr, out.stdout + out.stderr
+    out = dlog_cli("cluster", "add-node", "--node-id", "4", "--rpc", f"127.0.0.1:{nodes[3].rpc_port}",
+                   "--bootstrap", nodes[2].bootstrap)
+    assert out.returncode != 0 and "is node 3, not node 4" in out.stderr, out.stdout + out.stderr
+    # Nothing was recorded: a restarted node still agrees with the cluster's members.
+    for n in (nodes[1], nodes[2]):
+        n.stop()
+        n.start()
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "all three registered again", 0.2)
+
+
+def test_a_forwarded_admin_request_waits_no_longer_than_its_own_timeout(cluster3):
+    """With the metadata majority gone no controller can answer: CreateTopics waits
+    for one only as long as the request's timeout_ms says (not the broker's 20 s
+    default), then answers REQUEST_TIMED_OUT."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    nodes = cluster3
+    wait_for(lambda: len(describe(nodes[1])["brokers"]) == 3, 30, "the cluster to form", 0.2)
+    nodes[2].kill()
+    nodes[3].kill()
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap, "broker.address.family": "v4"})
+    t0 = time.monotonic()
+    future = admin.create_topics([NewTopic("no-controller", 1, 1)], operation_timeout=1.0,
+                                 request_timeout=15)["no-controller"]
+    with pytest.raises(Exception) as refused:
+        future.result(15)
+    took = time.monotonic() - t0
+    print(f"\n[timeout] CreateTopics with timeout_ms 1000 and no controller answered after {took:.2f}s: "
+          f"{refused.value}")
+    assert "REQUEST_TIMED_OUT" in str(refused.value) or "timed out" in str(refused.value).lower(), refused.value
+    assert took < 5, f"answered after {took:.2f}s"

@@ -1120,6 +1120,8 @@ def test_a_node_restarted_within_its_session_replaces_its_registration_at_once(c
     victim = next(i for i in nodes if i != controller)
     ps = create(nodes[controller].bootstrap, "bounce", 1, assignment=[[victim, *[i for i in nodes if i != victim]]])
     assert ps[0][0] == victim, ps
+    from test_faults import leadership
+    before = leadership(nodes[controller].bootstrap, "bounce")[0][1]
 
     nodes[victim].kill()
     t0 = time.monotonic()
@@ -1127,6 +1129,12 @@ def test_a_node_restarted_within_its_session_replaces_its_registration_at_once(c
     nodes[victim].wait_listening()
     listening = time.monotonic() - t0
     log = nodes[victim].log_path.read_text()
-    assert "replacing this node's registration from its previous run" in log, log[-2000:]
+    assert "took over this node's registration from its previous run" in log, log[-2000:]
     assert listening < 3.0, f"listening only {listening:.2f}s after the restart: it waited for the old session"
-    print(f"\n[g] node {victim} restarted within its session; listening after {listening:.2f}s")
+    # Past the old session's deadline: had it been left to expire, or had the broker
+    # been seen unregistered for a moment, the partition would have moved once more.
+    time.sleep(4)
+    leader, after, _ = leadership(nodes[controller].bootstrap, "bounce")[0]
+    print(f"\n[g] node {victim} restarted within its session; listening after {listening:.2f}s; "
+          f"epoch {before} -> {after}, leader {leader}")
+    assert after - before == 1, f"one restart changed the leader epoch {after - before} times"

@@ -11,6 +11,7 @@ use super::{topic_admin, wire};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let deadline = super::Deadline::from_timeout_ms(request.timeout_ms);
     let node = shard.shared.config.node_id.0;
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
@@ -29,7 +30,7 @@ pub async fn handle(shard: &Rc<Shard>, request: CreatePartitionsRequest) -> Crea
         let result = if bad_assignment {
             Err(Error::InvalidRequest(format!("assignments may name only broker {node}")))
         } else {
-            topic_admin::grow(shard, &name, t.count, assignment, request.validate_only).await
+            topic_admin::grow(shard, &name, t.count, assignment, request.validate_only, deadline.left()).await
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = result {

@@ -15,6 +15,7 @@ use crate::shard::Shard;
 use crate::topics::TopicMeta;
 
 pub async fn handle(shard: &Rc<Shard>, request: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
+    let deadline = super::Deadline::from_timeout_ms(request.timeout_ms);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
@@ -24,7 +25,7 @@ pub async fn handle(shard: &Rc<Shard>, request: CreateTopicsRequest, _version: i
         let result = if duplicates.contains(&name) {
             Err(Error::InvalidRequest(format!("topic {name:?} appears more than once in the request")))
         } else {
-            create_one(shard, &topic, request.validate_only).await
+            create_one(shard, &topic, request.validate_only, deadline).await
         };
         results.push(match result {
             Ok(meta) => CreatableTopicResult::default()
@@ -44,7 +45,12 @@ pub async fn handle(shard: &Rc<Shard>, request: CreateTopicsRequest, _version: i
     CreateTopicsResponse::default().with_topics(results)
 }
 
-async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bool) -> Result<TopicMeta> {
+async fn create_one(
+    shard: &Rc<Shard>,
+    topic: &CreatableTopic,
+    validate_only: bool,
+    deadline: super::Deadline,
+) -> Result<TopicMeta> {
     let name = topic.name.0.to_string();
     let node = shard.shared.config.node_id.0;
     let partitions = if !topic.assignments.is_empty() {
@@ -131,7 +137,7 @@ async fn create_one(shard: &Rc<Shard>, topic: &CreatableTopic, validate_only: bo
         by_partition.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()
     });
     let rf = shard.shared.cluster.as_ref().map(|_| replicas as i32);
-    topic_admin::create_assigned(shard, &name, partitions, overrides, assignment, rf).await
+    topic_admin::create_assigned(shard, &name, partitions, overrides, assignment, rf, deadline.left()).await
 }
 
 fn configs_of(meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {

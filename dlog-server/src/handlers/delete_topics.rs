@@ -11,6 +11,7 @@ use super::{topic_admin, wire, wire_topic, wire_uuid};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let deadline = super::Deadline::from_timeout_ms(request.timeout_ms);
     // (name if known, id as sent)
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()
@@ -29,7 +30,7 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteTopicsRequest, version: i1
                 .map(|n| n.to_string())
         });
         let result = match &name {
-            Some(n) => topic_admin::delete(shard, n).await,
+            Some(n) => topic_admin::delete(shard, n, deadline.left()).await,
             None => Err(Error::UnknownTopicId(id.to_string())),
         };
         let mut r = DeletableTopicResult::default().with_name(name.as_deref().map(wire_topic));

@@ -22,6 +22,7 @@ use crate::shard::Shard;
 type Outcome = (i32, Result<()>);
 
 pub async fn handle(shard: &Rc<Shard>, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    let deadline = super::Deadline::from_timeout_ms(request.timeout_ms);
     if request.election_type != 0 {
         let e = Error::InvalidRequest("only preferred leader election (type 0) is supported".into());
         return ElectLeadersResponse::default().with_error_code(error_code(&e));
@@ -66,7 +67,9 @@ pub async fn handle(shard: &Rc<Shard>, request: ElectLeadersRequest) -> ElectLea
         outcomes.push((name, results));
     }
     let forwarded = match (&shard.shared.cluster, to_move.is_empty()) {
-        (Some(cluster), false) => cluster.forward(ControllerRequest::ElectPreferred { partitions: to_move }).await,
+        (Some(cluster), false) => {
+            cluster.forward(ControllerRequest::ElectPreferred { partitions: to_move }, deadline.left()).await
+        }
         _ => Ok(()),
     };
     let results = outcomes

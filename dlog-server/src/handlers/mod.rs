@@ -220,3 +220,20 @@ pub fn error_message<T>(r: &dlog_core::Result<T>) -> Option<StrBytes> {
 pub fn wire_uuid(id: dlog_core::TopicId) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id.0)
 }
+
+/// A request's own `timeout_ms` as the deadline of every wait it causes (at most five
+/// minutes away); none when it names none (0 or less), so the broker's defaults apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<std::time::Instant>);
+
+impl Deadline {
+    pub fn from_timeout_ms(timeout_ms: i32) -> Deadline {
+        let ms = u64::try_from(timeout_ms).ok().filter(|&ms| ms > 0).map(|ms| ms.min(300_000));
+        Deadline(ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)))
+    }
+
+    /// What is left of it, if the request named one.
+    pub fn left(self) -> Option<std::time::Duration> {
+        self.0.map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
+}

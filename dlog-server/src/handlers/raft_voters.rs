@@ -42,7 +42,12 @@ pub async fn add(shard: &Rc<Shard>, request: AddRaftVoterRequest) -> AddRaftVote
             .or(request.listeners.first())
             .ok_or_else(|| Error::InvalidRequest("no listener gives the new node's RPC address".into()))?;
         let rpc = format!("{}:{}", listener.host.as_str(), listener.port);
-        cluster.forward(ControllerRequest::AddNode { id: request.voter_id, rpc }).await
+        cluster
+            .forward(
+                ControllerRequest::AddNode { id: request.voter_id, rpc },
+                super::Deadline::from_timeout_ms(request.timeout_ms).left(),
+            )
+            .await
     }
     .await;
     let response = AddRaftVoterResponse::default();
@@ -55,7 +60,7 @@ pub async fn add(shard: &Rc<Shard>, request: AddRaftVoterRequest) -> AddRaftVote
 pub async fn remove(shard: &Rc<Shard>, request: RemoveRaftVoterRequest) -> RemoveRaftVoterResponse {
     let result = async {
         let cluster = change(shard, request.cluster_id.as_deref())?;
-        cluster.forward(ControllerRequest::RemoveNode { id: request.voter_id }).await
+        cluster.forward(ControllerRequest::RemoveNode { id: request.voter_id }, None).await
     }
     .await;
     let response = RemoveRaftVoterResponse::default();

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use dlog_core::{Error, Result, ShardId};
 
@@ -15,9 +16,14 @@ use crate::topics::TopicMeta;
 
 /// Forwards `request` to the controller and returns topic `name` as this node's image
 /// shows it afterwards.
-async fn forward(shard: &Rc<Shard>, name: &str, request: ControllerRequest) -> Option<Result<TopicMeta>> {
+async fn forward(
+    shard: &Rc<Shard>,
+    name: &str,
+    request: ControllerRequest,
+    within: Option<Duration>,
+) -> Option<Result<TopicMeta>> {
     let cluster = shard.shared.cluster.as_ref()?;
-    Some(match cluster.forward(request).await {
+    Some(match cluster.forward(request, within).await {
         Ok(()) => shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string())),
         Err(e @ Error::TopicAlreadyExists(_)) => {
             // Created elsewhere, perhaps not yet in this node's image: the caller (an
@@ -36,11 +42,12 @@ pub async fn create(
     partitions: i32,
     overrides: BTreeMap<String, String>,
 ) -> Result<TopicMeta> {
-    create_assigned(shard, name, partitions, overrides, None, None).await
+    create_assigned(shard, name, partitions, overrides, None, None, None).await
 }
 
 /// Creates a topic with the replicas the client chose (`assignment`, one list per
-/// partition), or placed by the controller.
+/// partition), or placed by the controller, waiting for the controller at most `within`
+/// (the request's timeout; the broker's default when `None`).
 pub async fn create_assigned(
     shard: &Rc<Shard>,
     name: &str,
@@ -48,6 +55,7 @@ pub async fn create_assigned(
     overrides: BTreeMap<String, String>,
     assignment: Option<Vec<Vec<i32>>>,
     replication_factor: Option<i32>,
+    within: Option<Duration>,
 ) -> Result<TopicMeta> {
     let request = ControllerRequest::CreateTopic {
         name: name.to_string(),
@@ -57,7 +65,7 @@ pub async fn create_assigned(
         assignment,
         replication_factor,
     };
-    if let Some(done) = forward(shard, name, request).await {
+    if let Some(done) = forward(shard, name, request, within).await {
         return done;
     }
     let meta = shard.shared.topics.write().expect("topic registry lock").create(name, partitions, overrides)?;
@@ -90,6 +98,7 @@ pub async fn grow(
     partitions: i32,
     assignment: Option<Vec<Vec<i32>>>,
     validate_only: bool,
+    within: Option<Duration>,
 ) -> Result<TopicMeta> {
     if !validate_only {
         let request = ControllerRequest::CreatePartitions {
@@ -98,7 +107,7 @@ pub async fn grow(
             assignment,
             retried: false,
         };
-        if let Some(done) = forward(shard, name, request).await {
+        if let Some(done) = forward(shard, name, request, within).await {
             return done;
         }
     }
@@ -111,14 +120,14 @@ pub async fn grow(
 }
 
 /// Deletes a topic: registry first (so no new request finds it), then the logs.
-pub async fn delete(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta> {
+pub async fn delete(shard: &Rc<Shard>, name: &str, within: Option<Duration>) -> Result<TopicMeta> {
     if let Some(cluster) = &shard.shared.cluster {
         if shard.shared.topic(name).is_none() {
             // Perhaps created through another node a moment ago.
             cluster.catch_up(std::time::Duration::from_secs(5)).await;
         }
         let meta = shard.shared.topic(name).ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
-        cluster.forward(ControllerRequest::DeleteTopic { name: name.to_string(), retried: false }).await?;
+        cluster.forward(ControllerRequest::DeleteTopic { name: name.to_string(), retried: false }, within).await?;
         return Ok(meta);
     }
     let meta = shard.shared.topics.write().expect("topic registry lock").delete(name)?;
@@ -141,7 +150,7 @@ pub async fn alter_configs(
     let overrides = change.apply(&current.overrides);
     if !validate_only {
         let request = ControllerRequest::AlterConfigs { name: name.to_string(), change };
-        if let Some(done) = forward(shard, name, request).await {
+        if let Some(done) = forward(shard, name, request, None).await {
             return done;
         }
     }
