@@ -582,6 +582,18 @@ impl RpcHandler for Node {
     }
 }
 
+/// Ends a blank node's abstention when it is elected (the node that forms the group is
+/// blank and leads first): a leader holds every committed entry (Raft's leader
+/// completeness), and it never takes a leader's entries to learn so from.
+async fn stop_withholding_once_leader(node: Weak<Node>) {
+    let Some(mut metrics) = node.upgrade().map(|n| n.raft.metrics()) else { return };
+    if metrics.wait_for(|m| m.state == ServerState::Leader).await.is_ok() {
+        if let Some(n) = node.upgrade() {
+            n.stop_withholding();
+        }
+    }
+}
+
 /// Whether a receiver that takes `rpc` holds every committed entry: its entries (or,
 /// for a heartbeat, the log it matches) reach the leader's commit index, and that commit
 /// is of an entry of the leader's own term, which makes it at least every index
@@ -762,6 +774,9 @@ impl RaftStore {
             config,
         });
         let expiry_task = tokio::spawn(expire_sessions_every(Arc::downgrade(&node), expiry_interval));
+        if blank {
+            tokio::spawn(stop_withholding_once_leader(Arc::downgrade(&node)));
+        }
 
         Ok(RaftStore { node, members, expiry_task, log: log_liveness })
     }

@@ -279,3 +279,25 @@ async fn a_follower_wiped_under_a_live_leader_is_caught_up_again() {
     assert_eq!(cluster.leader().await, leader, "the leader kept leading");
     assert_eq!(keys(cluster.node(follower).as_ref()).await.len(), 21);
 }
+
+/// The node that forms the group starts blank and leads first: it holds every committed
+/// entry and must vote like any other once deposed. Here it is cut off, another node
+/// leads, that one dies, and the first leader and the remaining node (which holds the
+/// newer entries) must elect the latter with the first leader's vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_leader_votes_after_it_is_deposed() {
+    let cluster = &mut Cluster::start(3, config()).await;
+    let first = cluster.leader().await;
+    put(cluster.node(first).as_ref(), "before").await;
+    cluster.converged().await;
+    cluster.transport.partition(&[first]);
+    let others: Vec<NodeId> = cluster.live().into_iter().filter(|&id| id != first).collect();
+    let second = cluster.leader_among(&others).await;
+    put(cluster.node(second).as_ref(), "newer").await;
+    let third = *others.iter().find(|&&id| id != second).expect("a third node");
+    cluster.kill(second).await;
+    cluster.transport.heal(first, third);
+    let next = cluster.leader_among(&[first, third]).await;
+    assert_eq!(next, third, "only the third node holds the newer entry");
+    assert_eq!(keys(cluster.node(first).as_ref()).await, ["before", "newer"]);
+}
