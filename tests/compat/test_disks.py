@@ -81,6 +81,15 @@ def produce_one(bootstrap: str, topic: str, value: bytes, timeout: float = 15) -
     return got[0] if got else "no delivery report"
 
 
+def restart_until_in_sync(nodes, node: int, topic: str):
+    """Restarts `node` (its disk working again) and waits until its replica of `topic`
+    is back in the in-sync set: the offline partition returned."""
+    nodes[node].stop()
+    nodes[node].start()
+    wait_for(lambda: sorted(partitions_of(bootstraps(nodes), topic)[0][2]) == sorted(nodes), 30,
+             f"node {node} back in sync after a restart", 0.2)
+
+
 def log_text(node) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted(node.workdir.glob(f"node{node.id}.*.log")))
 
@@ -235,10 +244,7 @@ def test_a_full_disk_on_one_replica_moves_its_leadership_and_loses_nothing(tmp_p
 
         # Room again, and a restart: the replica reopens, catches up and is in sync.
         subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
-        nodes[2].stop()
-        nodes[2].start()
-        wait_for(lambda: sorted(partitions_of(bootstraps(nodes), "filling")[0][2]) == [1, 2, 3], 30,
-                 "node 2 back in sync", 0.2)
+        restart_until_in_sync(nodes, 2, "filling")
         print(f"\n[full replica disk] leadership moved to {moved} {t_moved:.2f}s after writes began; "
               f"{report.summary()}")
     finally:
@@ -284,10 +290,7 @@ def test_a_failing_fsync_takes_the_partition_offline_and_leadership_moves_within
 
         trigger.unlink()
         nodes[2].env = {}
-        nodes[2].stop()
-        nodes[2].start()
-        wait_for(lambda: sorted(partitions_of(bootstraps(nodes), "failing")[0][2]) == [1, 2, 3], 30,
-                 "node 2 back in sync after a restart", 0.2)
+        restart_until_in_sync(nodes, 2, "failing")
         print(f"\n[eio] leadership moved to {moved} {t_moved:.2f}s after the fault (flush every 100 ms); "
               f"writes acknowledged {resumed:.2f}s after; {report.summary()}")
         assert t_moved < 2.0, f"leadership moved {t_moved:.2f}s after the fault"
