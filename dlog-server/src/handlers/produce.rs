@@ -11,7 +11,7 @@ use dlog_core::{Error, Result, TopicPartition};
 use dlog_protocol::errors::{error_code, ResponseError};
 use dlog_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use dlog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
-use dlog_storage::batch::validate_batches;
+use dlog_storage::batch::{check_records, validate_batches};
 
 use super::{topic_admin, wire, Reply};
 use crate::partition::{DurableReceiver, Partition, Role};
@@ -100,9 +100,15 @@ async fn append_partition(
         )));
     }
     let max = meta.config.max_message_bytes as usize;
-    for (range, _) in &batches {
+    for (range, header) in &batches {
         if range.len() > max {
             return Err(Error::RecordTooLarge { size: range.len(), max });
+        }
+        // As Kafka's LogValidator: the records must be the ones the header counts, with
+        // dense offset deltas (a header claiming 2^31 records would move the log end by
+        // 2^31). Compressed batches are not walked yet.
+        if header.compression_codec() == 0 {
+            check_records(&records[range.clone()], header).map_err(|e| Error::InvalidRecord(e.to_string()))?;
         }
     }
     // Idempotent batches are checked by the log (epoch and sequence per producer id).

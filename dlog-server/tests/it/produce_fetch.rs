@@ -128,6 +128,15 @@ fn bad_produce_requests_get_kafka_errors() {
     two.extend_from_slice(&good);
     let r = produce(&mut c, "strict", 0, two.into());
     assert_eq!(r.responses[0].partition_responses[0].error_code, 87, "INVALID_RECORD: one batch per partition");
+    // One record under a header claiming 2,000,000,000 (its last offset delta agreeing,
+    // CRC valid): refused, or the log end would move by 2^31.
+    let mut claimed = good.to_vec();
+    claimed[23..27].copy_from_slice(&1_999_999_999i32.to_be_bytes());
+    claimed[57..61].copy_from_slice(&2_000_000_000i32.to_be_bytes());
+    let crc = dlog_storage::batch::compute_crc(&claimed);
+    claimed[17..21].copy_from_slice(&crc.to_be_bytes());
+    let r = produce(&mut c, "strict", 0, claimed.into());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 87, "INVALID_RECORD: the records are not 2e9");
     // Nothing was appended by the failures.
     let r = produce(&mut c, "strict", 0, good);
     assert_eq!(r.responses[0].partition_responses[0].base_offset, 0);
