@@ -181,3 +181,17 @@ def test_metrics_endpoint(broker, broker_proc, topic_name):
         body = r.read().decode()
     samples = [line for line in body.splitlines() if line and not line.startswith("#")]
     assert samples, f"no metric samples in:\n{body[:2000]}"
+
+
+def test_a_closed_stdout_ends_the_tool_quietly(broker, dlog_bin, topic_name):
+    """`dlog consume T --from-beginning | head -1`: the reader goes away after one line;
+    the tool ends without a panic or a backtrace (it used to panic on the broken pipe).
+    400 KB of records: more than a pipe buffers, so the tool does write to the closed pipe."""
+    create_topic(broker, topic_name, 1)
+    ck_produce(broker, topic_name, [Rec(b"k", b"v" * 200) for _ in range(2000)], partition=0)
+    p = subprocess.Popen([str(dlog_bin), "consume", "--bootstrap", broker, topic_name, "--from-beginning",
+                          "--timeout-ms", "5000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()  # as `head -1` does
+    _, err = p.communicate(timeout=T)
+    assert b"panicked" not in err and b"backtrace" not in err.lower(), err.decode(errors="replace")

@@ -187,3 +187,35 @@ def test_many_idle_connections(broker, healthy):
         for s in socks:
             s.close()
     healthy()
+
+
+def huge_count_request(api_key: int, version: int, prefix: bytes = b"") -> bytes:
+    """A request of `api_key` v`version` (header v1: no tagged fields) whose body opens
+    with `prefix` then an int32 count of 2^31 - 2 and four bytes: the shape that made
+    the array decoder reserve the count before reading an element."""
+    client = struct.pack(">h", -1)
+    body = struct.pack(">hhi", api_key, version, 1) + client + prefix + struct.pack(">i", 2**31 - 2) + b"\x00" * 4
+    return struct.pack(">i", len(body)) + body
+
+
+@pytest.mark.parametrize("request_bytes", [
+    pytest.param(huge_count_request(3, 1), id="metadata-v1-18-bytes"),
+    # Produce v3: transactional id (null), acks, timeout, then the topic array
+    pytest.param(huge_count_request(0, 3, struct.pack(">hhi", -1, -1, 30000)), id="produce-v3"),
+    # CreateTopics v2: the topic array first
+    pytest.param(huge_count_request(19, 2), id="create-topics-v2"),
+    # ListOffsets v1: replica id, then the topic array
+    pytest.param(huge_count_request(2, 1, struct.pack(">i", -1)), id="list-offsets-v1"),
+])
+@pytest.mark.dlog_only
+def test_a_huge_count_closes_that_connection_only(broker_proc, healthy, request_bytes):
+    """One small request claiming 2^31 elements used to abort the whole broker (the
+    decoder reserved memory for the count before reading an element). Now it is
+    malformed: that connection closes, the process lives, and a fresh client still
+    produces and consumes."""
+    assert len(huge_count_request(3, 1)) == 4 + 18
+    s = connect(broker_proc.bootstrap)
+    s.sendall(request_bytes)
+    assert_closed_by_broker(s, "a huge count")
+    assert broker_proc.alive(), broker_proc.log_tail()
+    healthy()

@@ -47,6 +47,16 @@ pub struct BootstrapArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Broker(_)) {
+        // A tool whose reader went away (`dlog topic describe t | head -3`) ends quietly,
+        // as Unix tools do, rather than panicking on the failed write. The broker keeps
+        // Rust's default (SIGPIPE ignored): a client closing its socket is an error to
+        // handle, not a reason to die.
+        // SAFETY: restores the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Broker(args) => run_broker(args),
         Command::Topic(args) => topic::run(args),
@@ -63,9 +73,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The log filter when neither `DLOG_LOG` nor `RUST_LOG` gives one: DLog's own INFO,
+/// its dependencies' WARN (openraft alone writes dozens of INFO lines per election).
+const DEFAULT_LOG_FILTER: &str = "warn,dlog=info,dlog_server=info,dlog_consensus=info,dlog_storage=info,\
+                                  dlog_replication=info,dlog_protocol=info,dlog_rpc=info,dlog_core=info";
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("DLOG_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into())
+}
+
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DLOG_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -93,4 +114,14 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     })?;
     broker.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_log_filter_parses_and_keeps_dependencies_at_warn() {
+        let f: tracing_subscriber::EnvFilter = super::DEFAULT_LOG_FILTER.parse().expect("a valid filter");
+        let text = f.to_string();
+        assert!(text.contains("warn") && text.contains("dlog_server=info"), "{text}");
+    }
 }
