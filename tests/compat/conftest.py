@@ -49,10 +49,22 @@ DLOG_BIN = default_dlog_bin()
 KAFKA_SH = REPO / "scripts" / "kafka.sh"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before in this session. The kernel may give
+    a just-released port again: two nodes of one cluster once got the same port (one's
+    RPC listener, the other's Kafka listener), so that the second node could not listen
+    while its port looked open."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no fresh free port in 1000 tries")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -33,8 +33,17 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const NOT_COORDINATOR: i16 = 16;
 
+/// A port free now and not handed out before by this test process: the kernel may give
+/// a just-released port again, and two members sharing one cannot both listen.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 struct Node {
