@@ -176,9 +176,6 @@ pub struct Cluster {
     registration: Arc<std::sync::Mutex<Option<SessionId>>>,
     registering: tokio::task::JoinHandle<()>,
     timings: ClusterTimings,
-    /// This node started without the data the cluster knew it by (a wiped or replaced
-    /// data directory): the partitions it opens empty lack records they once held.
-    lost_data: bool,
     /// The recorded incarnation to replace with this run's once the first topic image
     /// is applied (every partition held before is then open, and marked).
     incarnation_update: std::sync::Mutex<Option<(dlog_consensus::VersionId, String)>>,
@@ -249,7 +246,6 @@ impl Cluster {
         let recorded = runtime.block_on(retrying("read this node's recorded data directory", || {
             recorded_incarnation(&store, me, incarnation)
         }))?;
-        let lost_data = recorded.is_some();
         if let Some((_, old)) = &recorded {
             tracing::warn!(node_id = %me, recorded = %old, now = incarnation,
                 "this node's data directory is not the one the cluster knew: its partitions start empty and \
@@ -289,7 +285,6 @@ impl Cluster {
             registration,
             registering,
             timings: cluster.timings,
-            lost_data,
             incarnation_update: std::sync::Mutex::new(recorded.map(|(version, _)| (version, incarnation.to_string()))),
         };
         Ok((c, cluster_id))
@@ -368,9 +363,11 @@ impl Cluster {
         }
     }
 
-    /// Whether this node started without the data the cluster knew it by.
+    /// Whether this node started without the data the cluster knew it by and has not
+    /// yet opened (and marked) every partition it held: until its first topic image is
+    /// applied. Partitions assigned to it later are new to it, not lost.
     pub fn lost_its_data(&self) -> bool {
-        self.lost_data
+        self.incarnation_update.lock().expect("incarnation lock").is_some()
     }
 
     /// Once the first topic image is applied (every partition this node held is open

@@ -155,8 +155,12 @@ impl Shard {
         // they lack records they once acknowledged until they catch up.
         // The mark is written before the topic id, which makes the directory the
         // partition's: a crash in between marks it again at the next start.
+        // A partition with no other replica has nowhere to catch up from: what it held
+        // is gone, and it starts over empty rather than wait for ever.
         let fresh = !dir.join(TOPIC_ID_FILE).exists();
-        if fresh && self.shared.cluster.as_ref().is_some_and(|c| c.lost_its_data()) {
+        let others =
+            meta.assignment(partition).is_some_and(|a| a.replicas.iter().any(|&r| r != self.shared.config.node_id));
+        if fresh && others && self.shared.cluster.as_ref().is_some_and(|c| c.lost_its_data()) {
             std::fs::create_dir_all(&dir).map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
             crate::replica::persist_lost_data(&dir, true)
                 .map_err(|e| Error::Storage(format!("{tp}: cannot record that the replica lost its data: {e}")))?;

@@ -108,6 +108,10 @@ def test_a_wiped_follower_counts_only_once_caught_up_and_nothing_acknowledged_is
         a = wait_formed(nodes, 3)  # the controller: b restarts while a and b are the majority
         b, c = [i for i in nodes if i != a]
         create(nodes[a].bootstrap, "wiped", assignment=[[a, b, c]], write_quorum=2, read_quorum=2)
+        # b's only copy of this one goes with its disk: it must start over empty, not
+        # wait for ever for a replica that could hold it.
+        create(nodes[a].bootstrap, "alone", assignment=[[b]])
+        assert produce_one(nodes[a].bootstrap, "alone", b"gone with the disk").startswith("ok@")
         chk = Checker(bootstraps(nodes), "wiped", 1, writer="wp", rate=300).start()
         chk.wait_acks_after(time.monotonic(), 30, count=50)
 
@@ -129,6 +133,7 @@ def test_a_wiped_follower_counts_only_once_caught_up_and_nothing_acknowledged_is
 
         nodes[a].start()
         resumed = chk.wait_acks_after(time.monotonic(), 60, count=20)
+        assert produce_one(bootstraps(nodes), "alone", b"after").startswith("ok@"), "the lone copy starts over"
         wait_for(lambda: b in partitions_of(bootstraps(nodes), "wiped")[0][2], 30,
                  f"the wiped replica {b} back in sync", 0.2)
         wait_for(lambda: "caught up" in log_text(nodes[b]), 30, "the wiped replica to say it caught up", 0.2)
