@@ -23,6 +23,8 @@
 #   BENCH_WRITE_DOC [1]            0: do not touch docs/BENCHMARKS.md
 #   BENCH_KEEP_DIR [0]             1: keep the run's directory (broker logs, data, JSON)
 #   KAFKA_HEAP [1g]                Kafka's -Xmx/-Xms (passed to scripts/kafka.sh)
+#   BENCH_DLOG_BIN [unset]         run this dlog binary instead of building one (to compare
+#                                  two commits: build each, run each with BENCH_WRITE_DOC=0)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +32,7 @@ cd "$ROOT"
 
 # The exact command, with every setting given in the environment.
 REPRO="benches/run.sh"
-for v in KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
+for v in BENCH_DLOG_BIN KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
          BENCH_ACKS BENCH_PARTITIONS BENCH_RECORD_BYTES BENCH_RECORDS; do
   if [[ -n "${!v+x}" ]]; then REPRO="$v=$(printf '%q' "${!v}") $REPRO"; fi
 done
@@ -83,7 +85,11 @@ timed_build() { # name cmd...
 # ---- build --------------------------------------------------------------------------
 : >"$OUT/build.facts"
 DLOG_BUILT=1
-if [[ " $TARGETS " == *" dlog "* ]]; then
+DLOG_BIN="${BENCH_DLOG_BIN:-$ROOT/target/release/dlog}"
+if [[ -n "${BENCH_DLOG_BIN:-}" ]]; then
+  [[ -x "$DLOG_BIN" ]] || { log "BENCH_DLOG_BIN=$DLOG_BIN is not an executable"; exit 1; }
+  log "using $DLOG_BIN (not building dlog)"
+elif [[ " $TARGETS " == *" dlog "* ]]; then
   log "building dlog (release)"
   timed_build dlog cargo build --release --bin dlog || { DLOG_BUILT=0; log "dlog did not build (see above)"; }
 fi
@@ -135,7 +141,7 @@ bench_dlog() {
   log "dlog: starting on 127.0.0.1:$port"
   # Start detached and time exec -> first accepted TCP connection (1 ms polling).
   local started
-  if ! started="$(python3 - "$ROOT/target/release/dlog" "$OUT/dlog-data" "$port" "$OUT/dlog.log" <<'PY'
+  if ! started="$(python3 - "$DLOG_BIN" "$OUT/dlog-data" "$port" "$OUT/dlog.log" <<'PY'
 import socket, subprocess, sys, time
 exe, data, port, logf = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 with open(logf, "ab") as out:

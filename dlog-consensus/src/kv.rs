@@ -452,7 +452,9 @@ impl KvState {
             if expected != ExpectedVersion::Any {
                 return Err(KvError::InvalidArgument("a sequential put takes no expected version".to_string()));
             }
-            let (full_key, n) = self.next_sequential_key(&key);
+            let (full_key, n) = self
+                .next_sequential_key(&key)
+                .ok_or_else(|| KvError::InvalidArgument(format!("sequence numbers of {key:?} are exhausted")))?;
             check_key(&full_key)?;
             (full_key, Some((key, n)))
         } else {
@@ -462,24 +464,24 @@ impl KvState {
         if !expected.admits(existing.map(|s| s.version_id)) {
             return Err(KvError::UnexpectedVersion { key, expected, actual: existing.map(|s| s.version_id) });
         }
+        // Only a restored snapshot can hold counters this high; refuse, never wrap.
+        let next_version_id = self.durable.next_version_id.checked_add(1);
+        let modifications_count = existing.map_or(Some(0), |old| old.modifications_count.checked_add(1));
+        let (Some(next_version_id), Some(modifications_count)) = (next_version_id, modifications_count) else {
+            return Err(KvError::InvalidArgument(format!("version ids of {key:?} are exhausted")));
+        };
 
         if let Some((prefix, n)) = sequence {
             debug_assert!(existing.is_none(), "a sequential put must create its key");
             self.durable.sequences.insert(prefix, n);
         }
         let version_id = VersionId(self.durable.next_version_id);
-        self.durable.next_version_id += 1;
+        self.durable.next_version_id = next_version_id;
         let stat = match existing {
-            None => Stat { version_id, modifications_count: 0, created_ms: now_ms, modified_ms: now_ms, session },
+            None => Stat { version_id, modifications_count, created_ms: now_ms, modified_ms: now_ms, session },
             Some(old) => {
                 debug_assert!(old.version_id < version_id);
-                Stat {
-                    version_id,
-                    modifications_count: old.modifications_count + 1,
-                    created_ms: old.created_ms,
-                    modified_ms: now_ms,
-                    session,
-                }
+                Stat { version_id, modifications_count, created_ms: old.created_ms, modified_ms: now_ms, session }
             }
         };
         if let Some(old_session) = existing.and_then(|s| s.session) {
@@ -496,15 +498,16 @@ impl KvState {
         Ok(CommandOutcome::Put { key, stat })
     }
 
-    /// The key and number of the next sequential key under `prefix`.
-    fn next_sequential_key(&self, prefix: &str) -> (String, u64) {
+    /// The key and number of the next sequential key under `prefix`; `None` when the
+    /// prefix's numbers are exhausted.
+    fn next_sequential_key(&self, prefix: &str) -> Option<(String, u64)> {
         let mut n = self.durable.sequences.get(prefix).copied().unwrap_or(0);
         // Skips numbers whose key was put by hand; bounded by the number of keys.
         for _ in 0..=self.durable.records.len() {
-            n = n.checked_add(1).expect("sequence number overflow");
+            n = n.checked_add(1)?;
             let key = format!("{prefix}-{n:020}");
             if !self.durable.records.contains_key(&key) {
-                return (key, n);
+                return Some((key, n));
             }
         }
         unreachable!("more existing sequential keys than keys")
@@ -558,7 +561,11 @@ impl KvState {
             )));
         }
         let session = SessionId(self.durable.next_session_id);
-        self.durable.next_session_id += 1;
+        self.durable.next_session_id = self
+            .durable
+            .next_session_id
+            .checked_add(1)
+            .ok_or_else(|| KvError::InvalidArgument("session ids are exhausted".to_string()))?;
         let previous =
             self.durable.sessions.insert(session, Session { timeout_ms, identity, last_keep_alive_ms: now_ms });
         assert!(previous.is_none(), "session id {session} handed out twice");
@@ -711,6 +718,10 @@ impl KvState {
     /// tests after every command.
     pub fn validate(&self) -> Result<(), String> {
         let d = &self.durable;
+        // Ids start at 0 (versions) and 1 (sessions, 0 being none) and only grow.
+        if d.next_version_id < 0 || d.next_session_id == 0 {
+            return Err(format!("next version id {}, next session id {}", d.next_version_id, d.next_session_id));
+        }
         for (key, record) in &d.records {
             let stat = &record.stat;
             if key.is_empty() || key.len() > KEY_BYTES_MAX {

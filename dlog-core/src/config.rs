@@ -59,6 +59,12 @@ pub struct TopicConfig {
     pub max_message_bytes: u64,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime record's
+    /// timestamp may lie (Kafka's default: no limit).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime record's
+    /// timestamp may lie (Kafka 4's default: one hour).
+    pub timestamp_after_max_ms: i64,
     /// `cleanup.policy`.
     pub cleanup_policy: CleanupPolicy,
     /// `write.quorum` (also accepted as `min.insync.replicas`): replicas that must hold
@@ -91,6 +97,8 @@ impl Default for TopicConfig {
             retention_bytes: -1,
             max_message_bytes: 1024 * 1024 + 12,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
             cleanup_policy: CleanupPolicy::Delete,
             write_quorum: None,
             read_quorum: None,
@@ -133,6 +141,16 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         doc: "bytes between sparse index entries",
     },
     ConfigKey { name: "max.message.bytes", broker_name: "message.max.bytes", doc: "largest record batch accepted" },
+    ConfigKey {
+        name: "message.timestamp.after.max.ms",
+        broker_name: "log.message.timestamp.after.max.ms",
+        doc: "largest allowed distance into the future of a CreateTime record timestamp",
+    },
+    ConfigKey {
+        name: "message.timestamp.before.max.ms",
+        broker_name: "log.message.timestamp.before.max.ms",
+        doc: "largest allowed distance into the past of a CreateTime record timestamp",
+    },
     ConfigKey {
         name: "message.timestamp.type",
         broker_name: "log.message.timestamp.type",
@@ -208,6 +226,8 @@ impl TopicConfig {
             "retention.ms" => self.retention_ms = parse_i64(key, value, -1)?,
             "retention.bytes" => self.retention_bytes = parse_i64(key, value, -1)?,
             "max.message.bytes" => self.max_message_bytes = parse_i64(key, value, 0)? as u64,
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms = parse_i64(key, value, 0)?,
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms = parse_i64(key, value, 0)?,
             "min.insync.replicas" | "write.quorum" => self.write_quorum = Some(parse_quorum(key, value)?),
             "read.quorum" => self.read_quorum = Some(parse_quorum(key, value)?),
             "write.caching" => {
@@ -265,6 +285,8 @@ impl TopicConfig {
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             "min.insync.replicas" | "write.quorum" => self.write_quorum.unwrap_or(DEFAULT_QUORUM).to_string(),
             "read.quorum" => self.read_quorum.unwrap_or(DEFAULT_QUORUM).to_string(),
             "write.caching" => self.write_caching.to_string(),

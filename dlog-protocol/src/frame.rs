@@ -12,6 +12,13 @@ pub enum FrameError {
     Negative(i32),
 }
 
+/// The declared size of the frame at the front of `buf` (without its 4-byte prefix),
+/// once those 4 bytes are there. Not checked: [`split_frame`] checks it.
+pub fn declared_size(buf: &[u8]) -> Option<usize> {
+    let size = i32::from_be_bytes(buf.get(..4)?.try_into().ok()?);
+    usize::try_from(size).ok()
+}
+
 /// Takes one whole frame (without its size prefix) off the front of `buf`, or returns
 /// `None` when more bytes are needed. An oversized or negative size is an error at once,
 /// before the body arrives, so a bad client cannot make the broker buffer it.
@@ -27,8 +34,8 @@ pub fn split_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>
         return Err(FrameError::TooLarge { size: size as i64, max: max_bytes });
     }
     if buf.len() < 4 + size as usize {
-        // Reserve up front so a large frame is read without repeated reallocation.
-        buf.reserve(4 + size as usize - buf.len());
+        // Nothing is reserved from the declared size: the buffer grows as bytes arrive,
+        // so a client that declares 100 MiB and sends 10 bytes holds 10 bytes.
         return Ok(None);
     }
     buf.advance(4);
@@ -49,6 +56,16 @@ mod tests {
         buf.extend_from_slice(&1i32.to_be_bytes());
         assert_eq!(split_frame(&mut buf, 100).unwrap().unwrap(), Bytes::from_static(b"abc"));
         assert_eq!(split_frame(&mut buf, 100), Ok(None));
+    }
+
+    #[test]
+    fn a_declared_size_reserves_nothing() {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&(90 * 1024 * 1024i32).to_be_bytes());
+        buf.extend_from_slice(b"only ten b");
+        assert_eq!(declared_size(&buf), Some(90 * 1024 * 1024));
+        assert_eq!(split_frame(&mut buf, 100 * 1024 * 1024), Ok(None));
+        assert!(buf.capacity() < 1024, "capacity {} for 14 bytes received", buf.capacity());
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Record-level helpers for the few places that must look inside a batch: finding the
-//! exact offset of a timestamp within the batch storage located (ListOffsets), and the
-//! CLI's own producer and consumer. Produce and Fetch never decode records.
+//! Record-level helpers for the few places that build or read whole records: the group
+//! coordinator's offsets log and the CLI's own producer and consumer. Produce and Fetch
+//! never decode records (validation walks them: `dlog_storage::records`).
 
 use bytes::{Bytes, BytesMut};
 pub use kafka_protocol::records::{
@@ -13,26 +13,6 @@ pub fn decode_records(bytes: &Bytes) -> Result<Vec<Record>, String> {
     let mut buf = bytes.clone();
     let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
     Ok(sets.into_iter().flat_map(|s| s.records).collect())
-}
-
-/// The first record at or after `timestamp` in a batch: (offset, timestamp).
-pub fn first_record_at_or_after(batch: &Bytes, timestamp: i64) -> Result<Option<(i64, i64)>, String> {
-    Ok(decode_records(batch)?
-        .into_iter()
-        .filter(|r| !r.control)
-        .find(|r| r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp)))
-}
-
-/// The record holding the largest timestamp in a batch (the first one on ties).
-pub fn max_timestamp_record(batch: &Bytes) -> Result<Option<(i64, i64)>, String> {
-    let mut best: Option<(i64, i64)> = None;
-    for r in decode_records(batch)?.into_iter().filter(|r| !r.control) {
-        if best.is_none_or(|(_, ts)| r.timestamp > ts) {
-            best = Some((r.offset, r.timestamp));
-        }
-    }
-    Ok(best)
 }
 
 /// A plain record (no producer id, no headers) for a producer to encode.
@@ -84,14 +64,29 @@ mod tests {
         12 + i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
     }
 
+    /// What kafka-protocol encodes (as Kafka's clients do, every codec) DLog's record
+    /// walk reads back: offsets and timestamps, and the header's count.
     #[test]
-    fn timestamps_are_found_inside_a_compressed_batch() {
-        let records: Vec<_> = (0..5).map(|i| record(i, 1000 + 10 * i)).collect();
-        let mut records = records;
-        let batch = encode_batch(&mut records, Compression::Lz4).unwrap();
-        assert_eq!(batch.len(), dlog_protocol_batch_len(&batch), "one batch");
-        assert_eq!(first_record_at_or_after(&batch, 1015).unwrap(), Some((2, 1020)));
-        assert_eq!(first_record_at_or_after(&batch, 5000).unwrap(), None);
-        assert_eq!(max_timestamp_record(&batch).unwrap(), Some((4, 1040)));
+    fn the_storage_walk_reads_what_the_codec_writes_in_every_compression() {
+        use dlog_storage::records::{check_records, walk_records, RecordLimits};
+        for compression in
+            [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
+        {
+            let mut records: Vec<_> = (0..5).map(|i| record(i, 1000 + 10 * i)).collect();
+            let batch = encode_batch(&mut records, compression).unwrap();
+            assert_eq!(batch.len(), dlog_protocol_batch_len(&batch), "one batch");
+            let header = dlog_storage::batch::check_batch(&batch).unwrap();
+            let limits = RecordLimits::for_max_message_bytes(1024 * 1024).with_timestamp_window(1040, 40, 0);
+            assert_eq!(check_records(&batch, &header, &limits), Ok(()), "{compression:?}");
+            let tight = RecordLimits::for_max_message_bytes(1024 * 1024).with_timestamp_window(1040, 39, 0);
+            assert!(check_records(&batch, &header, &tight).is_err(), "{compression:?}: 1000 is before 1040 - 39");
+            let mut seen = Vec::new();
+            walk_records(&batch, &header, 1 << 20, |r| {
+                seen.push((i64::from(r.offset_delta), r.timestamp));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, (0..5).map(|i| (i, 1000 + 10 * i)).collect::<Vec<_>>(), "{compression:?}");
+        }
     }
 }

@@ -32,6 +32,26 @@ use proto::{CallRequest, CallResponse};
 /// The largest message either side accepts (metadata snapshots travel here).
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// A call's body as tonic hands it to the server (the generated prost decoder): the
+/// caller, the channel and the payload. For the fuzz targets (`dlog-fuzz`).
+#[doc(hidden)]
+pub fn decode_call_request(bytes: &[u8]) -> Result<(NodeId, String, Bytes), prost::DecodeError> {
+    let r = <CallRequest as prost::Message>::decode(bytes)?;
+    Ok((NodeId(r.from), r.channel, r.payload))
+}
+
+/// The bytes of a call's body (see [`decode_call_request`]).
+#[doc(hidden)]
+pub fn encode_call_request(from: NodeId, channel: &str, payload: Bytes) -> Vec<u8> {
+    prost::Message::encode_to_vec(&CallRequest { from: from.0, channel: channel.to_string(), payload })
+}
+
+/// An answer's body as the client decodes it: the payload. For the fuzz targets.
+#[doc(hidden)]
+pub fn decode_call_response(bytes: &[u8]) -> Result<Bytes, prost::DecodeError> {
+    Ok(<CallResponse as prost::Message>::decode(bytes)?.payload)
+}
+
 /// Why a call failed. `Unreachable` and `Timeout` leave it unknown whether the peer
 /// acted on the request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -148,6 +148,7 @@ impl Broker {
             watches: RwLock::new(Default::default()),
             producer_ids: std::sync::Mutex::new(producer_ids),
             cluster,
+            gate: crate::gate::Gate::new(config.connections),
         });
         for tx in shared_txs {
             tx.send(shared.clone()).map_err(|_| anyhow::anyhow!("shard thread died at start"))?;
@@ -223,8 +224,11 @@ async fn accept_loop(shard: std::rc::Rc<Shard>, listener: std::net::TcpListener)
         }
     };
     let n = shard.shared.senders.len();
+    let gate = shard.shared.gate.clone();
     let mut next = 0usize;
     loop {
+        // At max.connections, wait here: new clients queue in the kernel's backlog.
+        let slot = gate.slot().await;
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -233,6 +237,12 @@ async fn accept_loop(shard: std::rc::Rc<Shard>, listener: std::net::TcpListener)
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(admission) = gate.admit(slot, peer.ip()) else {
+            tracing::info!(%peer, limit = gate.limits().max_connections_per_ip, "closing connection: max.connections.per.ip");
+            metrics::counter!("dlog_connections_refused_total", "reason" => "per_ip").increment(1);
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let target = ShardId(next % n);
@@ -244,7 +254,7 @@ async fn accept_loop(shard: std::rc::Rc<Shard>, listener: std::net::TcpListener)
                 .run_on(target, move |s| async move {
                     match tokio::net::TcpStream::from_std(std_stream) {
                         Ok(stream) => {
-                            tokio::task::spawn_local(crate::conn::serve(s, stream, peer));
+                            tokio::task::spawn_local(crate::conn::serve(s, stream, peer, admission));
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot register connection"),
                     }

@@ -35,7 +35,7 @@ use crate::shard::{ShardMsg, Shared};
 use crate::topics::TopicMeta;
 
 mod registration;
-pub use registration::{broker_key, read_brokers, BrokerInfo};
+pub use registration::{broker_key, decode_broker, encode_broker, read_brokers, BrokerInfo};
 use registration::{incarnation_key, recorded_incarnation, register};
 
 /// The RPC channel of the metadata Raft group.

@@ -73,6 +73,28 @@ pub struct BrokerArgs {
     /// names no timeout of its own. Default 20000.
     #[arg(long, env = "DLOG_CONTROLLER_FORWARD_TIMEOUT_MS")]
     pub controller_forward_timeout_ms: Option<u64>,
+    /// Kafka connections this node holds at once; at the limit it stops accepting until
+    /// one closes (Kafka's `max.connections`). Default 10000.
+    #[arg(long, env = "DLOG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Kafka connections one client IP may hold; more are closed at once (Kafka's
+    /// `max.connections.per.ip`). Default: --max-connections.
+    #[arg(long, env = "DLOG_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// A connection with no request in flight and no bytes received for this long is
+    /// closed (Kafka's `connections.max.idle.ms`). Default 600000.
+    #[arg(long, env = "DLOG_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`). Default
+    /// 104857600.
+    #[arg(long, env = "DLOG_SOCKET_REQUEST_MAX_BYTES")]
+    pub socket_request_max_bytes: Option<usize>,
+    /// Node-wide budget of request bytes buffered past each connection's first 64 KiB
+    /// (Kafka's `queued.max.request.bytes`); a connection whose large frame finds it
+    /// spent stops reading until requests complete. Default 536870912; at least
+    /// --socket-request-max-bytes.
+    #[arg(long, env = "DLOG_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
 }
 
 /// The `--config` file. Unknown keys are an error, so a typo is not silently ignored.
@@ -95,6 +117,11 @@ struct FileConfig {
     failure_detector_timeout_ms: Option<u64>,
     failure_detector_misses: Option<u32>,
     controller_forward_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
+    socket_request_max_bytes: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
     /// Broker-wide defaults of topic configs, by topic config name
@@ -119,10 +146,82 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// Defaults of every topic config (DLog's defaults, then the file's `topic_defaults`).
     pub topic_defaults: TopicConfig,
-    pub socket_request_max_bytes: usize,
+    pub connections: ConnectionLimits,
     pub retention_check_interval_ms: u64,
     pub coordinator: CoordinatorConfig,
     pub cluster: ClusterConfig,
+}
+
+/// What one node lets its Kafka clients hold: connections, idle time, request bytes.
+/// Each is a flag, a `DLOG_*` variable and a config key of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `max_connections`: connections held at once; at the limit accepting pauses.
+    pub max_connections: usize,
+    /// `max_connections_per_ip`: connections one client address may hold.
+    pub max_connections_per_ip: usize,
+    /// `connections_max_idle_ms`: a connection silent this long, nothing in flight, closes.
+    pub idle: Duration,
+    /// `socket_request_max_bytes`: the largest request frame.
+    pub socket_request_max_bytes: usize,
+    /// `queued_max_request_bytes`: node-wide bytes of large frames being received.
+    pub queued_max_request_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            max_connections_per_ip: 10_000,
+            idle: Duration::from_millis(600_000),
+            socket_request_max_bytes: dlog_core::limits::SOCKET_REQUEST_MAX_BYTES,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn resolve(args: &BrokerArgs, file: &FileConfig) -> Result<ConnectionLimits, ConfigProblem> {
+        let d = ConnectionLimits::default();
+        let max_connections = args.max_connections.or(file.max_connections).unwrap_or(d.max_connections);
+        let l = ConnectionLimits {
+            max_connections,
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(max_connections),
+            idle: Duration::from_millis(
+                args.connections_max_idle_ms.or(file.connections_max_idle_ms).unwrap_or(d.idle.as_millis() as u64),
+            ),
+            socket_request_max_bytes: args
+                .socket_request_max_bytes
+                .or(file.socket_request_max_bytes)
+                .unwrap_or(d.socket_request_max_bytes),
+            queued_max_request_bytes: args
+                .queued_max_request_bytes
+                .or(file.queued_max_request_bytes)
+                .unwrap_or(d.queued_max_request_bytes),
+        };
+        let within = |flag: &str, v: usize, range: std::ops::RangeInclusive<usize>| {
+            if range.contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigProblem(format!(
+                    "--{flag} ({}): {v} is not between {} and {}",
+                    flag.replace('-', "_"),
+                    range.start(),
+                    range.end()
+                )))
+            }
+        };
+        within("max-connections", l.max_connections, 1..=1_000_000)?;
+        within("max-connections-per-ip", l.max_connections_per_ip, 1..=1_000_000)?;
+        within("connections-max-idle-ms", l.idle.as_millis() as usize, 100..=86_400_000)?;
+        within("socket-request-max-bytes", l.socket_request_max_bytes, 1024..=i32::MAX as usize)?;
+        // The budget is taken a frame at a time: it must hold the largest frame.
+        within("queued-max-request-bytes", l.queued_max_request_bytes, l.socket_request_max_bytes..=1 << 40)?;
+        Ok(l)
+    }
 }
 
 /// Who is in the cluster. A node without `--cluster-nodes` is a cluster of one.
@@ -298,10 +397,11 @@ fn split_host_port(what: &str, value: &str) -> Result<(String, u16), ConfigProbl
     let (host, port) =
         value.rsplit_once(':').ok_or_else(|| ConfigProblem(format!("{what}: {value:?} is not HOST:PORT")))?;
     let port: u16 = port.parse().map_err(|_| ConfigProblem(format!("{what}: {port:?} is not a port number")))?;
+    let host = host.trim_matches(|c| c == '[' || c == ']').trim();
     if host.is_empty() {
         return Err(ConfigProblem(format!("{what}: {value:?} has no host")));
     }
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+    Ok((host.to_string(), port))
 }
 
 impl BrokerConfig {
@@ -312,6 +412,7 @@ impl BrokerConfig {
             None => FileConfig::default(),
         };
         let timings = ClusterTimings::resolve(args, &file)?;
+        let connections = ConnectionLimits::resolve(args, &file)?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id < 0 {
             return Err(ConfigProblem(format!("--node-id: {node_id} must not be negative")));
@@ -384,7 +485,7 @@ impl BrokerConfig {
             auto_create_topics: file.auto_create_topics.unwrap_or(true),
             num_partitions,
             topic_defaults,
-            socket_request_max_bytes: dlog_core::limits::SOCKET_REQUEST_MAX_BYTES,
+            connections,
             retention_check_interval_ms: 300_000,
             coordinator,
             cluster,
@@ -476,6 +577,23 @@ mod tests {
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("listn"));
         let args = BrokerArgs { advertise: Some("host:notaport".into()), ..Default::default() };
         assert!(BrokerConfig::resolve(&args).unwrap_err().0.contains("--advertise"));
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_and_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dlog.toml");
+        std::fs::write(&file, "max_connections = 50\nconnections_max_idle_ms = 1000\n").unwrap();
+        let args = BrokerArgs { config: Some(file.clone()), max_connections: Some(70), ..Default::default() };
+        let c = BrokerConfig::resolve(&args).unwrap().connections;
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (70, 70), "per-ip defaults to the node limit");
+        assert_eq!(c.idle, Duration::from_millis(1000));
+        assert_eq!(ConnectionLimits::default().idle, Duration::from_secs(600), "Kafka's default");
+        let small_budget = BrokerArgs { queued_max_request_bytes: Some(1024 * 1024), ..Default::default() };
+        let e = BrokerConfig::resolve(&small_budget).unwrap_err().0;
+        assert!(e.contains("--queued-max-request-bytes"), "{e}");
+        let none = BrokerArgs { max_connections_per_ip: Some(0), ..Default::default() };
+        assert!(BrokerConfig::resolve(&none).unwrap_err().0.contains("--max-connections-per-ip"));
     }
 
     #[test]

@@ -8,42 +8,57 @@
 //! beyond that the connection stops reading.
 //!
 //! Garbage, an unknown API, a malformed request or an oversized frame closes this
-//! connection only.
+//! connection only. A connection silent for `connections.max.idle.ms` with nothing in
+//! flight closes; a large frame waits for the node's request byte budget
+//! (`crate::gate`) before it is read further, and buffers grow only as bytes arrive.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use dlog_core::limits;
 use dlog_protocol::codec::{self, CodecError};
-use dlog_protocol::frame::split_frame;
+use dlog_protocol::frame::{declared_size, split_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use crate::gate::{Admission, FREE_BYTES_PER_CONNECTION};
 use crate::handlers::{self, Answer, Pending};
 use crate::shard::Shard;
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, admission: Admission) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(limits::CONNECTION_INFLIGHT_MAX);
-    let writer = tokio::task::spawn_local(async move {
-        while let Some(pending) = rx.recv().await {
-            match pending.await {
-                Answer::Frame(chunks) => {
-                    if write_chunks(&mut wr, &chunks).await.is_err() {
-                        return;
+    // Requests accepted and not yet answered: a connection waiting on them is not idle.
+    let in_flight = Rc::new(Cell::new(0usize));
+    let writer = {
+        let in_flight = in_flight.clone();
+        tokio::task::spawn_local(async move {
+            while let Some(pending) = rx.recv().await {
+                let answer = pending.await;
+                in_flight.set(in_flight.get() - 1);
+                match answer {
+                    Answer::Frame(chunks) => {
+                        if write_chunks(&mut wr, &chunks).await.is_err() {
+                            return;
+                        }
                     }
+                    Answer::Silent => {}
+                    Answer::Close => return,
                 }
-                Answer::Silent => {}
-                Answer::Close => return,
             }
-        }
-    });
-    let max = shard.shared.config.socket_request_max_bytes;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        })
+    };
+    let gate = shard.shared.gate.clone();
+    let limits = *gate.limits();
+    let max = limits.socket_request_max_bytes;
+    let mut buf = BytesMut::new();
+    // The node-wide budget a large frame being received holds (see `crate::gate`).
+    let mut frame_budget: Option<OwnedSemaphorePermit> = None;
     metrics::gauge!("dlog_connections").increment(1.0);
     'conn: loop {
         loop {
@@ -55,8 +70,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     break 'conn;
                 }
             };
-            match handle_frame(&shard, frame, peer).await {
+            let handled = handle_frame(&shard, frame, peer).await;
+            // The frame is handled (a produce copied what it keeps): its budget returns.
+            frame_budget = None;
+            match handled {
                 Ok(pending) => {
+                    in_flight.set(in_flight.get() + 1);
                     if tx.send(pending).await.is_err() {
                         break 'conn;
                     }
@@ -67,20 +86,35 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 }
             }
         }
-        // Keep a decent read size: after a frame is split off the buffer may have no
-        // spare capacity, and BytesMut would otherwise grow it 64 bytes at a time.
+        // A frame too large for the free allowance takes its whole size from the
+        // node-wide budget before more of it is read (all or nothing: no deadlock).
+        if frame_budget.is_none() {
+            if let Some(size) = declared_size(&buf).filter(|&s| s + 4 > FREE_BYTES_PER_CONNECTION && s <= max) {
+                frame_budget = Some(gate.request_bytes(size + 4).await);
+            }
+        }
+        // Read in chunks as bytes arrive; the buffer never grows from a declared size.
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
             buf.reserve(READ_CHUNK_BYTES);
         }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let read = tokio::time::timeout(limits.idle, rd.read_buf(&mut buf));
+        match read.await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) if in_flight.get() == 0 => {
+                tracing::info!(%peer, idle_ms = limits.idle.as_millis() as u64, "closing idle connection");
+                metrics::counter!("dlog_connections_idle_closed_total").increment(1);
+                break;
+            }
+            Err(_) => {} // waiting on its own requests (a long fetch): not idle
         }
     }
     drop(tx);
+    drop(frame_budget);
     // Let already-accepted requests answer before the socket closes.
     let _ = writer.await;
     metrics::gauge!("dlog_connections").decrement(1.0);
+    drop(admission);
 }
 
 async fn handle_frame(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Result<Pending, CodecError> {

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod gate;
 pub mod groups;
 pub mod handlers;
 pub mod partition;

@@ -140,7 +140,29 @@ pub struct ReplicaReply {
     pub log_start: i64,
 }
 
+impl ReplicaRequest {
+    /// The request as it travels on [`CHANNEL`] (protobuf).
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(self.encode_to_vec())
+    }
+
+    /// The request in `bytes`, as a replica receives it; an error for anything else.
+    pub fn from_bytes(bytes: Bytes) -> Result<ReplicaRequest, String> {
+        ReplicaRequest::decode(bytes).map_err(|e| format!("bad replication request: {e}"))
+    }
+}
+
 impl ReplicaReply {
+    /// The reply as it travels on [`CHANNEL`] (protobuf).
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(self.encode_to_vec())
+    }
+
+    /// The reply in `bytes`, as the asking node receives it; an error for anything else.
+    pub fn from_bytes(bytes: Bytes) -> Result<ReplicaReply, String> {
+        ReplicaReply::decode(bytes).map_err(|e| format!("bad replication reply: {e}"))
+    }
+
     fn ok(epoch: i32, offset: Offset) -> ReplicaReply {
         ReplicaReply { kind: reply::OK, epoch, offset: offset.0, ..Default::default() }
     }
@@ -157,7 +179,7 @@ impl ReplicaReply {
 /// Serves a replication call from another node: decodes it and runs it on the shard
 /// that owns the partition.
 pub async fn serve_call(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result<Bytes, String> {
-    let request = ReplicaRequest::decode(payload).map_err(|e| format!("bad replication request: {e}"))?;
+    let request = ReplicaRequest::from_bytes(payload)?;
     let tp = TopicPartition::new(request.topic.clone(), request.partition);
     let owner = shared.owner(&tp);
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -168,7 +190,7 @@ pub async fn serve_call(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Re
     });
     shared.senders[owner.0].send(ShardMsg::Run(job)).await.map_err(|_| "shutting down".to_string())?;
     let answer = rx.await.map_err(|_| "shutting down".to_string())?;
-    Ok(Bytes::from(answer.encode_to_vec()))
+    Ok(answer.to_bytes())
 }
 
 async fn serve(shard: &Rc<Shard>, from: NodeId, tp: TopicPartition, request: ReplicaRequest) -> ReplicaReply {
@@ -636,11 +658,8 @@ fn still_recovering(p: &PartitionRef, epoch: LeaderEpoch) -> bool {
 
 async fn call(shared: &Shared, node: NodeId, request: &ReplicaRequest) -> Result<ReplicaReply, String> {
     let cluster = shared.cluster.as_ref().ok_or("not a cluster")?;
-    let answer = cluster
-        .call(node, CHANNEL, Bytes::from(request.encode_to_vec()), CALL_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    ReplicaReply::decode(answer).map_err(|e| format!("bad replication reply: {e}"))
+    let answer = cluster.call(node, CHANNEL, request.to_bytes(), CALL_TIMEOUT).await.map_err(|e| e.to_string())?;
+    ReplicaReply::from_bytes(answer)
 }
 
 fn request(p: &Partition, kind: i32, epoch: LeaderEpoch) -> ReplicaRequest {

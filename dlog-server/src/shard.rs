@@ -45,6 +45,8 @@ pub struct Shared {
     pub producer_ids: Mutex<ProducerIdAllocator>,
     /// This broker's part of a multi-node cluster (None: a single node).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Connection limits and the node-wide request byte budget.
+    pub gate: Arc<crate::gate::Gate>,
 }
 
 impl Shared {

@@ -195,6 +195,16 @@ impl TopicRegistry {
             };
             let text = std::fs::read_to_string(&path)?;
             let file: TopicFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            // Checked before anything is sized by it: a damaged count must not abort the
+            // process reserving billions of assignments.
+            if !(1..=limits::PARTITIONS_MAX).contains(&file.partitions) {
+                anyhow::bail!(
+                    "{}: {} partitions (at most {})",
+                    path.display(),
+                    file.partitions,
+                    limits::PARTITIONS_MAX
+                );
+            }
             let id = TopicId::from_hex(&file.id)
                 .ok_or_else(|| anyhow::anyhow!("{}: bad topic id {:?}", path.display(), file.id))?;
             let config = registry

@@ -13,7 +13,7 @@
 //! `batchLength` counts the bytes after itself (so a batch occupies `12 + batchLength`
 //! bytes). The CRC-32C covers `attributes` to the end of the batch, which is why the
 //! broker may rewrite `baseOffset` and `partitionLeaderEpoch` without recomputing it.
-//! Records are never decoded here.
+//! Records are never decoded here; [`crate::records`] walks them.
 
 use dlog_core::limits::RECORD_BATCH_HEADER_BYTES;
 use dlog_core::Offset;
@@ -70,6 +70,12 @@ pub enum BatchError {
     /// LogValidator refuses the same with INVALID_RECORD).
     #[error("invalid records: {0}")]
     InvalidRecords(String),
+    /// A record timestamp outside the topic's window (INVALID_TIMESTAMP in Kafka).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+    /// Compressed records that do not inflate (CORRUPT_MESSAGE in Kafka).
+    #[error("undecodable records: {0}")]
+    Undecodable(String),
 }
 
 /// A parsed RecordBatch v2 header. Field names follow the Kafka protocol.
@@ -231,65 +237,6 @@ pub fn validate_batches(buf: &[u8]) -> Result<Vec<(Range<usize>, BatchHeader)>, 
     Ok(out)
 }
 
-/// Walks the records of an uncompressed batch (`batch` is the whole batch, `header`
-/// its parsed header) as Kafka's LogValidator does for magic v2: each record's length
-/// varint, attributes, timestamp delta and offset delta. The records must fill the
-/// batch exactly, number `record_count`, and carry the offset deltas 0, 1, 2, ... A
-/// header claiming 2,000,000,000 records over one record is refused here instead of
-/// moving the log end by 2^31. Reads no more than the batch; allocates nothing.
-/// Compressed batches are not walked (their records are inside the compressed data).
-pub fn check_records(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
-    debug_assert_eq!(header.compression_codec(), 0, "only uncompressed batches are walked");
-    let bad = |why: String| BatchError::InvalidRecords(why);
-    let mut pos = RECORD_BATCH_HEADER_BYTES;
-    let mut count: i64 = 0;
-    while pos < batch.len() {
-        let (length, n) = varint(&batch[pos..]).ok_or_else(|| bad(format!("record {count}: unreadable length")))?;
-        pos += n;
-        let length = usize::try_from(length).map_err(|_| bad(format!("record {count}: negative length")))?;
-        let end = pos.checked_add(length).filter(|&e| e <= batch.len());
-        let end = end.ok_or_else(|| bad(format!("record {count} of {length} bytes runs past the batch")))?;
-        let record = &batch[pos..end];
-        // attributes (1 byte), timestamp delta (varlong), offset delta (varint)
-        let (_, ts) = record.get(1..).and_then(varlong).ok_or_else(|| bad(format!("record {count}: truncated")))?;
-        let (delta, _) =
-            record.get(1 + ts..).and_then(varint).ok_or_else(|| bad(format!("record {count}: truncated")))?;
-        if i64::from(delta) != count {
-            return Err(bad(format!("record {count} has offset delta {delta}")));
-        }
-        count += 1;
-        pos = end;
-    }
-    if count != i64::from(header.record_count) {
-        return Err(bad(format!("the header counts {} records, the batch holds {count}", header.record_count)));
-    }
-    Ok(())
-}
-
-/// A zigzag varint (at most 5 bytes) at the start of `buf`, with its length in bytes.
-fn varint(buf: &[u8]) -> Option<(i32, usize)> {
-    let (raw, n) = unsigned_varint(buf, 5)?;
-    let raw = u32::try_from(raw).ok()?;
-    Some((((raw >> 1) as i32) ^ -((raw & 1) as i32), n))
-}
-
-/// A zigzag varlong (at most 10 bytes) at the start of `buf`, with its length in bytes.
-fn varlong(buf: &[u8]) -> Option<(i64, usize)> {
-    let (raw, n) = unsigned_varint(buf, 10)?;
-    Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), n))
-}
-
-fn unsigned_varint(buf: &[u8], max_bytes: usize) -> Option<(u64, usize)> {
-    let mut value: u64 = 0;
-    for (i, &b) in buf.iter().take(max_bytes).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
 /// In-place rewrites used by append. Offsets and epoch lie outside the CRC.
 pub(crate) fn set_base_offset(batch: &mut [u8], offset: Offset) {
     batch[field::BASE_OFFSET..field::BASE_OFFSET + 8].copy_from_slice(&offset.0.to_be_bytes());
@@ -335,26 +282,28 @@ mod tests {
 
     #[test]
     fn records_must_match_the_header_count_and_be_dense() {
+        use crate::records::{check_records, RecordLimits};
+        let limits = RecordLimits::for_max_message_bytes(1024 * 1024);
         let ok = with_records(&[0, 1, 2], 3);
-        assert_eq!(check_records(&ok, &check_batch(&ok).unwrap()), Ok(()));
+        assert_eq!(check_records(&ok, &check_batch(&ok).unwrap(), &limits), Ok(()));
         // The report: one real record under a header claiming 2,000,000,000 (the header's
         // own last offset delta agrees, so only walking the records tells).
         let claimed = with_records(&[0], 2_000_000_000);
         let h = check_batch(&claimed).unwrap();
-        let e = check_records(&claimed, &h).unwrap_err();
+        let e = check_records(&claimed, &h, &limits).unwrap_err();
         assert!(e.to_string().contains("counts 2000000000 records, the batch holds 1"), "{e}");
         let gap = with_records(&[0, 2], 2);
-        assert!(check_records(&gap, &check_batch(&gap).unwrap()).is_err(), "offset deltas must be 0, 1, ...");
+        assert!(check_records(&gap, &check_batch(&gap).unwrap(), &limits).is_err(), "offset deltas must be 0, 1, ...");
         let fewer = with_records(&[0, 1, 2], 2);
-        assert!(check_records(&fewer, &check_batch(&fewer).unwrap()).is_err());
+        assert!(check_records(&fewer, &check_batch(&fewer).unwrap(), &limits).is_err());
         let mut long = with_records(&[0], 1);
         long[RECORD_BATCH_HEADER_BYTES] = 100; // a record of 50 bytes in a 7-byte space
-        assert!(check_records(&long, &BatchHeader::parse(&long).unwrap()).is_err());
+        assert!(check_records(&long, &BatchHeader::parse(&long).unwrap(), &limits).is_err());
         let mut endless = with_records(&[0], 1);
         for b in &mut endless[RECORD_BATCH_HEADER_BYTES..] {
             *b = 0xff; // a varint that never ends
         }
-        assert!(check_records(&endless, &BatchHeader::parse(&endless).unwrap()).is_err());
+        assert!(check_records(&endless, &BatchHeader::parse(&endless).unwrap(), &limits).is_err());
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
 /// Atomically replaces `dir/name` with `payload`.
 pub(crate) fn write(dir: &Path, name: &str, payload: &[u8]) -> Result<()> {
+    replace(dir, name, &encode(payload))
+}
+
+/// The file bytes of a checkpoint holding `payload` (at most 1 KiB).
+pub fn encode(payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() <= PAYLOAD_MAX_BYTES);
     let mut bytes = Vec::with_capacity(payload.len() + 12);
     bytes.extend_from_slice(MAGIC);
@@ -29,8 +34,7 @@ pub(crate) fn write(dir: &Path, name: &str, payload: &[u8]) -> Result<()> {
     bytes.extend_from_slice(payload);
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());
-
-    replace(dir, name, &bytes)
+    bytes
 }
 
 /// Atomically replaces `dir/name` with `bytes` as they are (the caller frames and
@@ -56,28 +60,32 @@ pub(crate) fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(&path, e)),
     };
-    let parsed = (|| {
-        if bytes.len() < 12 || &bytes[..4] != MAGIC {
-            return None;
-        }
-        if u16::from_be_bytes([bytes[4], bytes[5]]) != VERSION {
-            return None;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
-        if bytes.len() != 8 + len + 4 {
-            return None;
-        }
-        let mut crc = [0u8; 4];
-        crc.copy_from_slice(&bytes[8 + len..]);
-        if crc32c::crc32c(&bytes[..8 + len]) != u32::from_be_bytes(crc) {
-            return None;
-        }
-        Some(bytes[8..8 + len].to_vec())
-    })();
+    let parsed = decode(&bytes).map(<[u8]>::to_vec);
     if parsed.is_none() {
         tracing::warn!(path = %path.display(), "ignoring damaged checkpoint file");
     }
     Ok(parsed)
+}
+
+/// The payload of checkpoint file bytes; `None` when they are damaged or not a
+/// checkpoint.
+pub fn decode(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < 12 || &bytes[..4] != MAGIC {
+        return None;
+    }
+    if u16::from_be_bytes([bytes[4], bytes[5]]) != VERSION {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
+    if bytes.len() != 8 + len + 4 {
+        return None;
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[8 + len..]);
+    if crc32c::crc32c(&bytes[..8 + len]) != u32::from_be_bytes(crc) {
+        return None;
+    }
+    Some(&bytes[8..8 + len])
 }
 
 /// Removes `dir/name` if present, and makes the removal durable.

@@ -1,9 +1,11 @@
 //! The partition log of DLog: Kafka-style segments of RecordBatch v2 bytes on local
 //! disk, with sparse indexes, group-commit fsync, crash recovery and retention.
 //!
-//! This crate knows the RecordBatch v2 *header* and nothing else of Kafka: it never
-//! decodes records and never sees wire types. The broker validates what producers send
-//! with [`validate_batches`], hands the bytes to [`PartitionLog::append`] and serves
+//! This crate knows the RecordBatch v2 *header*, and walks records only to validate
+//! them ([`records`]: framing, count, offset deltas, timestamps, bounded inflation of
+//! compressed batches); it never builds records and never sees wire types. The broker
+//! validates what producers send with [`validate_batches`] and
+//! [`records::check_records`], hands the bytes to [`PartitionLog::append`] and serves
 //! fetches with [`PartitionLog::read`], which returns whole batches as stored. A
 //! leader's `append` assigns offsets and stamps its epoch; a follower stores the
 //! leader's batches unchanged with [`PartitionLog::append_replicated`].
@@ -83,11 +85,17 @@ pub mod epochs;
 pub mod error;
 pub mod log;
 pub mod producer_state;
+pub mod records;
 mod segment;
 pub mod testing;
 
 pub use batch::{validate_batches, BatchError, BatchHeader};
 pub use checkpoint::replace as replace_file_atomically;
+/// The checkpoint files' framing (`recovery-point`, `log-start-offset`,
+/// `clean-shutdown`), for the fuzz targets (`dlog-fuzz`); the log reads and writes them
+/// itself.
+#[doc(hidden)]
+pub use checkpoint::{decode as decode_checkpoint, encode as encode_checkpoint};
 pub use epochs::{EpochCache, EpochEntry};
 pub use error::StorageError;
 pub use log::{AppendInfo, FlushJob, PartitionLog, ReadResult, RecoveryReport, RetentionOutcome};

@@ -100,6 +100,10 @@ impl RecoveryPoint {
         if pos < 0 || flushed < base {
             return None;
         }
+        // The max timestamp is a batch's of the flushed part of the segment.
+        if has == 1 && !(base..flushed).contains(&off) {
+            return None;
+        }
         Some(RecoveryPoint {
             flushed: Offset(flushed),
             segment_base: Offset(base),
@@ -908,12 +912,25 @@ impl PartitionLog {
     /// total stays within `max_bytes` but always at least one (KIP-74), and never a batch
     /// whose base offset is >= `max_offset`. `start == log_end_offset` reads nothing.
     pub fn read(&self, start: Offset, max_bytes: usize, max_offset: Offset) -> Result<ReadResult> {
+        self.read_within(start, max_bytes, max_offset, true)
+    }
+
+    /// As [`PartitionLog::read`], but with `min_one` false a first batch larger than
+    /// `max_bytes` is not read at all: the result is empty. A fetch uses this for every
+    /// partition after the first that returned data, so its reads stay within its budget.
+    pub fn read_within(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+    ) -> Result<ReadResult> {
         if start < self.log_start_offset || start > self.next_offset {
             return Err(self.out_of_range(start));
         }
         let mut out = Vec::new();
         if start < self.next_offset {
-            self.read_batches(start, max_bytes, max_offset, &mut out)?;
+            self.read_batches(start, max_bytes, max_offset, min_one, &mut out)?;
         }
         Ok(ReadResult {
             bytes: Bytes::from(out),
@@ -922,7 +939,14 @@ impl PartitionLog {
         })
     }
 
-    fn read_batches(&self, start: Offset, max_bytes: usize, max_offset: Offset, out: &mut Vec<u8>) -> Result<()> {
+    fn read_batches(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         debug_assert!(start >= self.log_start_offset && start < self.next_offset);
         let first = self.segment_for(start);
         // One pass per segment at most; inside a segment, pos strictly grows.
@@ -947,7 +971,7 @@ impl PartitionLog {
             let mut done = false;
             loop {
                 let size = h.total_size();
-                let nothing_yet = out.is_empty() && pos == run_start;
+                let nothing_yet = min_one && out.is_empty() && pos == run_start;
                 if h.base_offset >= max_offset
                     || (!nothing_yet && out.len() + (pos - run_start) as usize + size > max_bytes)
                 {
@@ -1046,7 +1070,14 @@ impl PartitionLog {
                 reason: format!("max-timestamp batch at offset {at} not found"),
             });
         };
-        debug_assert_eq!(h.max_timestamp, max);
+        if h.max_timestamp != max {
+            // The index was built from these bytes: they changed under it.
+            return Err(StorageError::Corrupt {
+                path: seg.log_path.clone(),
+                position: pos,
+                reason: format!("the batch at offset {at} has max timestamp {}, its index says {max}", h.max_timestamp),
+            });
+        }
         let mut out = Vec::with_capacity(h.total_size());
         seg.read_into(pos, h.total_size(), &mut out)?;
         Ok(Some((max, Bytes::from(out))))
@@ -1423,13 +1454,17 @@ mod tests {
 
     #[test]
     fn recovery_point_round_trips() {
-        for max_ts in [None, Some((-1, Offset(0))), Some((i64::MAX, Offset(77)))] {
+        for max_ts in [None, Some((-1, Offset(4))), Some((i64::MAX, Offset(9)))] {
             let p = RecoveryPoint { flushed: Offset(10), segment_base: Offset(4), position: 999, max_ts };
             assert_eq!(RecoveryPoint::decode(&p.encode()), Some(p));
         }
         assert_eq!(RecoveryPoint::decode(&[0u8; 7]), None);
         let bad = RecoveryPoint { flushed: Offset(1), segment_base: Offset(4), position: 0, max_ts: None };
         assert_eq!(RecoveryPoint::decode(&bad.encode()), None, "flushed below the segment base");
+        for outside in [Offset(3), Offset(10), Offset(77)] {
+            let p = RecoveryPoint { flushed: Offset(10), segment_base: Offset(4), position: 9, max_ts: Some((5, outside)) };
+            assert_eq!(RecoveryPoint::decode(&p.encode()), None, "a max timestamp outside the flushed part");
+        }
     }
 
     #[test]

@@ -346,6 +346,25 @@ impl Segment {
                 _ => return Err(format!("offset index entry {i} does not point at its batch")),
             }
         }
+        // The last time entry is the segment's max timestamp, which ListOffsets answers
+        // with the batch it names: that batch must start at its offset and carry it.
+        if let Some(t) = times.last() {
+            let at = self.base.plus(i64::from(t.rel));
+            let floor = offsets.partition_point(|e| e.rel <= t.rel).checked_sub(1).map(|i| offsets[i]);
+            let (mut pos, mut expected) =
+                floor.map_or((0, self.base), |e| (u64::from(e.pos), self.base.plus(i64::from(e.rel))));
+            // Bounded by the batches of the segment: pos strictly grows.
+            loop {
+                match self.read_header(pos) {
+                    Ok(Some(h)) if h.check().is_ok() && h.base_offset == expected && h.base_offset < at => {
+                        pos += h.total_size() as u64;
+                        expected = h.next_offset();
+                    }
+                    Ok(Some(h)) if h.check().is_ok() && h.base_offset == at && h.max_timestamp == t.ts => break,
+                    _ => return Err("the last time index entry does not match its batch".into()),
+                }
+            }
+        }
         Ok((offsets, times))
     }
 
@@ -447,9 +466,11 @@ impl Segment {
         // index that does not is dropped whole: the recovery scan re-adds the tail's
         // entries, and reads of the head fall back to scanning from the segment start.
         for e in [offsets.first().copied(), offsets.last().copied()].into_iter().flatten() {
-            let ok = match self.read_header_within(u64::from(e.pos), keep_below_pos)? {
-                Some(h) => h.base_offset == self.base.plus(i64::from(e.rel)) && h.check().is_ok(),
-                None => false,
+            // An entry too close to the end for a whole header is as wrong as any other.
+            let ok = match self.read_header_within(u64::from(e.pos), keep_below_pos) {
+                Ok(Some(h)) => h.base_offset == self.base.plus(i64::from(e.rel)) && h.check().is_ok(),
+                Ok(None) | Err(StorageError::Corrupt { .. }) => false,
+                Err(e) => return Err(e),
             };
             if !ok {
                 tracing::warn!(segment = %self.log_path.display(), "dropping an active-segment index that does not match the log");

@@ -72,8 +72,7 @@ impl LogStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(META)?;
         let Some(bytes) = table.get(key)? else { return Ok(None) };
-        let value = postcard::from_bytes(bytes.value()).map_err(|e| corrupt(format!("meta {key:?}: {e}")))?;
-        Ok(Some(value))
+        Ok(Some(decode_meta(key, bytes.value())?))
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<RaftNodeId>>, redb::Error> {
@@ -139,11 +138,24 @@ fn corrupt(message: String) -> redb::Error {
     redb::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, message))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, redb::Error> {
+/// A stored value's bytes: an entry, or a `meta` value (the vote, the committed log
+/// id, the last purged log id). Public for the fuzz targets (`dlog-fuzz`).
+#[doc(hidden)]
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, redb::Error> {
     postcard::to_stdvec(value).map_err(|e| corrupt(format!("cannot encode: {e}")))
 }
 
-fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, redb::Error> {
+/// The `meta` value stored under `key` (`vote`: a `Vote`, `committed`: an
+/// `Option<LogId>`, `last_purged`: a `LogId`). Public for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_meta<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, redb::Error> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(format!("meta {key:?}: {e}")))
+}
+
+/// The entry stored at log index `index`; an error unless it decodes and carries that
+/// index. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, redb::Error> {
     let entry: Entry = postcard::from_bytes(bytes).map_err(|e| corrupt(format!("entry {index}: {e}")))?;
     if entry.log_id.index != index {
         return Err(corrupt(format!("entry stored at {index} has log id {}", entry.log_id)));

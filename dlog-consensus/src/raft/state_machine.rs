@@ -92,8 +92,7 @@ impl SnapshotFile {
                 return Ok(false);
             }
         }
-        let mut bytes = vec![SNAPSHOT_FILE_FORMAT_V1];
-        bytes = postcard::to_extend(&snapshot, bytes).map_err(std::io::Error::other)?;
+        let bytes = snapshot.encode().map_err(std::io::Error::other)?;
         self.storage.replace_file(SNAPSHOT_FILE, &bytes)?;
         *current = Some(Arc::new(snapshot));
         Ok(true)
@@ -115,18 +114,46 @@ pub enum LoadSnapshotError {
     State(#[from] SnapshotError),
 }
 
+impl StoredSnapshot {
+    /// The snapshot file's bytes: a format byte, then the snapshot in postcard.
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_extend(self, vec![SNAPSHOT_FILE_FORMAT_V1])
+    }
+
+    /// The snapshot in the snapshot file's bytes, and the state it holds, restored.
+    fn decode(bytes: &[u8]) -> Result<(StoredSnapshot, KvState), LoadSnapshotError> {
+        let Some((&format, body)) = bytes.split_first() else {
+            return Err(LoadSnapshotError::Decode("empty file".to_string()));
+        };
+        if format != SNAPSHOT_FILE_FORMAT_V1 {
+            return Err(LoadSnapshotError::Decode(format!("unknown format {format}")));
+        }
+        let snapshot: StoredSnapshot =
+            postcard::from_bytes(body).map_err(|e| LoadSnapshotError::Decode(e.to_string()))?;
+        let kv = KvState::restore(&snapshot.data)?;
+        Ok((snapshot, kv))
+    }
+}
+
 /// Reads the snapshot file of `storage`, if there is one.
 pub(crate) fn load_snapshot(storage: &Storage) -> Result<Option<(StoredSnapshot, KvState)>, LoadSnapshotError> {
     let Some(bytes) = storage.read_file(SNAPSHOT_FILE)? else { return Ok(None) };
-    let Some((&format, body)) = bytes.split_first() else {
-        return Err(LoadSnapshotError::Decode("empty file".to_string()));
-    };
-    if format != SNAPSHOT_FILE_FORMAT_V1 {
-        return Err(LoadSnapshotError::Decode(format!("unknown format {format}")));
-    }
-    let snapshot: StoredSnapshot = postcard::from_bytes(body).map_err(|e| LoadSnapshotError::Decode(e.to_string()))?;
-    let kv = KvState::restore(&snapshot.data)?;
-    Ok(Some((snapshot, kv)))
+    StoredSnapshot::decode(&bytes).map(Some)
+}
+
+/// The snapshot file's bytes for a snapshot of `data` ([`KvState::snapshot`] bytes)
+/// described by `meta`, as the state machine writes them. For the fuzz targets
+/// (`dlog-fuzz`).
+#[doc(hidden)]
+pub fn encode_snapshot_file(meta: Meta, data: Vec<u8>) -> Vec<u8> {
+    StoredSnapshot { meta, data }.encode().expect("postcard encodes a snapshot")
+}
+
+/// Decodes snapshot file bytes as a node loading its snapshot does: the snapshot's
+/// metadata and the state it holds. For the fuzz targets (`dlog-fuzz`).
+#[doc(hidden)]
+pub fn decode_snapshot_file(bytes: &[u8]) -> Result<(Meta, KvState), LoadSnapshotError> {
+    StoredSnapshot::decode(bytes).map(|(snapshot, kv)| (snapshot.meta, kv))
 }
 
 /// openraft's state machine of one node.

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (with no flags: one node, data in ./data, Kafka on 127.0.0.1:9092).
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// Create, list, describe, alter and delete topics.
     Topic(topic::TopicArgs),
     /// Produce lines from standard input, one record per line.
@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Broker(args) => run_broker(args),
+        Command::Broker(args) => run_broker(*args),
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -37,11 +37,13 @@ pub fn broker_key(id: NodeId) -> String {
     format!("{BROKERS_PREFIX}{:010}", id.0)
 }
 
-fn encode_broker(b: &BrokerInfo) -> Bytes {
+/// The value of a broker's registration key: `host:port rack incarnation`.
+pub fn encode_broker(b: &BrokerInfo) -> Bytes {
     Bytes::from(format!("{}:{} {} {}", b.host, b.port, b.rack.as_deref().unwrap_or(""), b.incarnation))
 }
 
-fn decode_broker(key: &str, value: &[u8]) -> Option<BrokerInfo> {
+/// The broker registered under `key` with `value`; `None` for anything else.
+pub fn decode_broker(key: &str, value: &[u8]) -> Option<BrokerInfo> {
     let id = key.strip_prefix(BROKERS_PREFIX)?.parse().ok()?;
     let text = std::str::from_utf8(value).ok()?;
     let mut parts = text.splitn(3, ' ');

@@ -124,7 +124,11 @@ fn broker_entries(shard: &Rc<Shard>, keys: Option<&[String]>) -> Vec<DescribeCon
         ("num.partitions".into(), c.num_partitions.to_string(), TYPE_INT),
         ("auto.create.topics.enable".into(), c.auto_create_topics.to_string(), TYPE_BOOLEAN),
         ("default.replication.factor".into(), "1".into(), TYPE_INT),
-        ("socket.request.max.bytes".into(), c.socket_request_max_bytes.to_string(), TYPE_INT),
+        ("socket.request.max.bytes".into(), c.connections.socket_request_max_bytes.to_string(), TYPE_INT),
+        ("max.connections".into(), c.connections.max_connections.to_string(), TYPE_INT),
+        ("max.connections.per.ip".into(), c.connections.max_connections_per_ip.to_string(), TYPE_INT),
+        ("connections.max.idle.ms".into(), c.connections.idle.as_millis().to_string(), TYPE_LONG),
+        ("queued.max.request.bytes".into(), c.connections.queued_max_request_bytes.to_string(), TYPE_LONG),
     ];
     for k in CONFIG_KEYS {
         entries.push((

@@ -4,14 +4,15 @@
 //! Limits as Kafka applies them (KIP-74): the first batch of the first partition with
 //! data is returned whole even when larger than the limits, so a consumer always makes
 //! progress; after that, partitions stop at `partition_max_bytes` and the response at
-//! `max_bytes`. Fetch sessions (KIP-227) are not kept: every response says session 0,
+//! `max_bytes`. The limits bound what is *read*, not only what is sent: partitions are
+//! read in request order while the budget lasts. Fetch sessions (KIP-227) are not kept: every response says session 0,
 //! which clients read as "send full fetch requests".
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use std::collections::BTreeMap;
 
 use dlog_core::{limits, Error, Offset, Result, ShardId, TopicPartition};
 use dlog_protocol::errors::error_code;
@@ -130,12 +131,108 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     FetchResponse::default().with_responses(responses).with_session_id(0)
 }
 
-/// Reads every wanted partition, each shard's partitions in one job and the shards in
-/// parallel, then applies the response budget in request order: the first data may
-/// exceed the limits (KIP-74), later partitions whose data would cross
-/// `partition_max_bytes` or the response's `max_bytes` are returned empty (their high
-/// watermark still tells the client there is more).
+/// What is left of a response's byte budget as the reads go, in request order.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Bytes the response may still carry (`max_bytes` minus what was read).
+    left: usize,
+    /// Whether some partition already returned data: until then, the first batch is
+    /// returned whole even past the limits (KIP-74); after, a batch that does not fit is
+    /// not read at all.
+    any_data: bool,
+}
+
+/// Reads the wanted partitions within the response's budget, however many are named
+/// (10,000, or one partition 10,000 times).
+///
+/// When the partitions' own limits add up to no more than `max_bytes` (an ordinary
+/// consumer's fetch), the budget cannot run out: every shard reads its partitions at
+/// once, in parallel, and the response is trimmed in request order (KIP-74); at most one
+/// batch per shard is read in vain. Otherwise partitions are read in request order, each
+/// up to `min(partition_max_bytes, what is left)`, so the bytes read never exceed
+/// `max_bytes` plus the one batch KIP-74 allows; consecutive partitions of one shard
+/// are read in one job, and once the budget is spent the rest only report their
+/// watermarks (and errors), read in parallel.
 async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Result<Got>> {
+    let limits_fit = wants
+        .iter()
+        .try_fold(0usize, |sum, w| sum.checked_add(w.partition_max_bytes))
+        .is_some_and(|sum| sum <= max_bytes);
+    if limits_fit {
+        return read_in_parallel(shard, wants, max_bytes).await;
+    }
+    let mut out: Vec<Option<Result<Got>>> = (0..wants.len()).map(|_| None).collect();
+    let mut runs: Vec<(ShardId, Vec<Read>)> = Vec::new();
+    for (index, w) in wants.iter().enumerate() {
+        let Some(tp) = w.tp.clone() else {
+            out[index] = Some(Err(Error::UnknownTopicOrPartition(format!("topic of partition {}", w.partition))));
+            continue;
+        };
+        let owner = shard.shared.owner(&tp);
+        let read = Read {
+            index,
+            fetch_offset: w.fetch_offset,
+            partition_max_bytes: w.partition_max_bytes,
+            epoch: w.current_leader_epoch,
+            tp,
+        };
+        match runs.last_mut() {
+            Some((o, reads)) if *o == owner => reads.push(read),
+            _ => runs.push((owner, vec![read])),
+        }
+    }
+    let mut budget = Budget { left: max_bytes, any_data: false };
+    let mut spent_runs = Vec::new();
+    for (owner, reads) in runs {
+        if budget.any_data && budget.left == 0 {
+            spent_runs.push((owner, reads));
+            continue;
+        }
+        let indexes: Vec<usize> = reads.iter().map(|r| r.index).collect();
+        let start = budget;
+        match shard.run_on(owner, move |s| async move { read_run(&s, reads, start) }).await {
+            Ok((results, after)) => {
+                budget = after;
+                for (index, result) in results {
+                    out[index] = Some(result);
+                }
+            }
+            Err(e) => {
+                // The shard is gone (shutdown): every read it owed fails alike.
+                for index in indexes {
+                    out[index] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    let spent = Budget { left: 0, any_data: true };
+    let jobs = spent_runs.into_iter().map(|(owner, reads)| {
+        let indexes: Vec<usize> = reads.iter().map(|r| r.index).collect();
+        let job = shard.run_on(owner, move |s| async move { read_run(&s, reads, spent).0 });
+        async move { (indexes, job.await) }
+    });
+    for (indexes, done) in join_all(jobs).await {
+        match done {
+            Ok(results) => {
+                for (index, result) in results {
+                    out[index] = Some(result);
+                }
+            }
+            Err(e) => {
+                for index in indexes {
+                    out[index] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    out.into_iter().map(|r| r.expect("every wanted partition was read or failed")).collect()
+}
+
+/// The parallel path of [`read_all`]: each shard reads all of its partitions with the
+/// whole budget, then the answers are trimmed in request order as Kafka fills a
+/// response: after the first partition with data, one that exceeds its own limit or the
+/// response's is returned empty (its high watermark still tells the client there is more).
+async fn read_in_parallel(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Result<Got>> {
     let mut out: Vec<Option<Result<Got>>> = (0..wants.len()).map(|_| None).collect();
     let mut by_shard: BTreeMap<ShardId, Vec<Read>> = BTreeMap::new();
     for (index, w) in wants.iter().enumerate() {
@@ -146,18 +243,19 @@ async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Re
         let read = Read {
             index,
             fetch_offset: w.fetch_offset,
-            limit: w.partition_max_bytes.min(max_bytes).max(1),
+            partition_max_bytes: w.partition_max_bytes,
             epoch: w.current_leader_epoch,
             tp,
         };
         by_shard.entry(shard.shared.owner(&read.tp)).or_default().push(read);
     }
+    let fresh = Budget { left: max_bytes, any_data: false };
     let jobs = by_shard.into_iter().map(|(owner, reads)| {
-        shard.run_on(owner, move |s| async move {
-            reads.into_iter().map(|r| (r.index, read_one(&s, &r))).collect::<Vec<_>>()
-        })
+        let indexes: Vec<usize> = reads.iter().map(|r| r.index).collect();
+        let job = shard.run_on(owner, move |s| async move { read_run(&s, reads, fresh).0 });
+        async move { (indexes, job.await) }
     });
-    for done in join_all(jobs).await {
+    for (indexes, done) in join_all(jobs).await {
         match done {
             Ok(results) => {
                 for (index, result) in results {
@@ -165,9 +263,8 @@ async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Re
                 }
             }
             Err(e) => {
-                // The shard is gone (shutdown): every read it owed fails alike.
-                for slot in out.iter_mut().filter(|s| s.is_none()) {
-                    *slot = Some(Err(e.clone()));
+                for index in indexes {
+                    out[index] = Some(Err(e.clone()));
                 }
             }
         }
@@ -175,18 +272,15 @@ async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Re
     let mut total = 0usize;
     out.into_iter()
         .zip(wants)
-        .map(|(result, w)| {
-            let result = result.expect("every wanted partition was read or failed");
-            match result {
-                Ok(g) if total > 0 && (g.bytes.len() > w.partition_max_bytes || total + g.bytes.len() > max_bytes) => {
-                    Ok(Got { bytes: Bytes::new(), ..g })
-                }
-                Ok(g) => {
-                    total += g.bytes.len();
-                    Ok(g)
-                }
-                Err(e) => Err(e),
+        .map(|(result, w)| match result.expect("every wanted partition was read or failed") {
+            Ok(g) if total > 0 && (g.bytes.len() > w.partition_max_bytes || total + g.bytes.len() > max_bytes) => {
+                Ok(Got { bytes: Bytes::new(), ..g })
             }
+            Ok(g) => {
+                total += g.bytes.len();
+                Ok(g)
+            }
+            Err(e) => Err(e),
         })
         .collect()
 }
@@ -196,15 +290,32 @@ struct Read {
     index: usize,
     tp: TopicPartition,
     fetch_offset: i64,
-    limit: usize,
+    partition_max_bytes: usize,
     epoch: i32,
 }
 
-fn read_one(shard: &Shard, r: &Read) -> Result<Got> {
+/// Reads consecutive partitions of one shard in order, spending `budget`.
+fn read_run(shard: &Shard, reads: Vec<Read>, mut budget: Budget) -> (Vec<(usize, Result<Got>)>, Budget) {
+    let mut results = Vec::with_capacity(reads.len());
+    for r in reads {
+        let limit = r.partition_max_bytes.min(budget.left);
+        let result = read_one(shard, &r, limit, !budget.any_data);
+        if let Ok(g) = &result {
+            if !g.bytes.is_empty() {
+                budget.any_data = true;
+                budget.left = budget.left.saturating_sub(g.bytes.len());
+            }
+        }
+        results.push((r.index, result));
+    }
+    (results, budget)
+}
+
+fn read_one(shard: &Shard, r: &Read, limit: usize, min_one: bool) -> Result<Got> {
     let p = shard.leading(&r.tp)?;
     let p = p.borrow();
     p.check_epoch(r.epoch)?;
     let hw = p.high_watermark();
-    let read = p.log.read(Offset(r.fetch_offset), r.limit, hw)?;
+    let read = p.log.read_within(Offset(r.fetch_offset), limit, hw, min_one)?;
     Ok(Got { bytes: read.bytes, high_watermark: hw.0, log_start_offset: read.log_start_offset.0 })
 }

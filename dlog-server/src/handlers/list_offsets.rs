@@ -1,8 +1,8 @@
 //! ListOffsets: the earliest offset, the latest (high watermark), the first offset at or
 //! after a timestamp, or the offset of the largest timestamp (KIP-734).
 //!
-//! Storage finds the batch; the exact record inside it is found here by decoding that
-//! one batch, the only place besides the CLI where records are decoded.
+//! Storage finds the batch; the exact record inside it is found here by walking that
+//! one batch's records (bounded inflation, nothing decoded but offsets and timestamps).
 
 use std::rc::Rc;
 
@@ -12,7 +12,8 @@ use dlog_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use dlog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use dlog_protocol::records;
+use dlog_storage::batch::BatchHeader;
+use dlog_storage::records::{walk_records, RecordLimits};
 
 use crate::shard::Shard;
 
@@ -61,12 +62,12 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest, version: i16
 /// (offset, timestamp, leader epoch) for one lookup; offset -1 when nothing matches.
 fn lookup(part: &crate::partition::Partition, spec: i64) -> Result<(i64, i64, i32)> {
     let epoch = part.leader_epoch.0;
-    let decode = |e: String| Error::Storage(format!("cannot decode stored batch: {e}"));
     match spec {
         LATEST | LATEST_TIERED => Ok((part.high_watermark().0, -1, epoch)),
         EARLIEST | EARLIEST_LOCAL => Ok((part.log.log_start_offset().0, -1, epoch)),
         MAX_TIMESTAMP => match part.log.max_timestamp_batch()? {
-            Some((_, batch)) => match records::max_timestamp_record(&batch).map_err(decode)? {
+            // The record holding the largest timestamp (the first one on ties).
+            Some((_, batch)) => match pick_record(part, &batch, |best, _, ts| best.is_none_or(|(_, b)| ts > b))? {
                 Some((offset, ts)) => Ok((offset, ts, epoch)),
                 None => Ok((-1, -1, -1)),
             },
@@ -76,14 +77,12 @@ fn lookup(part: &crate::partition::Partition, spec: i64) -> Result<(i64, i64, i3
             let start = part.log.log_start_offset().0;
             match part.log.find_batch_by_timestamp(ts)? {
                 Some(batch) => {
-                    // Records below the log start offset (DeleteRecords mid-batch) are gone.
-                    let found = records::decode_records(&batch)
-                        .map_err(decode)?
-                        .into_iter()
-                        .filter(|r| !r.control && r.offset >= start)
-                        .find(|r| r.timestamp >= ts);
+                    // The first record at or after `ts`; records below the log start
+                    // offset (DeleteRecords mid-batch) are gone.
+                    let found =
+                        pick_record(part, &batch, |best, offset, t| best.is_none() && offset >= start && t >= ts)?;
                     match found {
-                        Some(r) => Ok((r.offset, r.timestamp, epoch)),
+                        Some((offset, t)) => Ok((offset, t, epoch)),
                         // The batch's max timestamp matched a record below the start: the
                         // answer is the next record, i.e. the next batch's first.
                         None => Ok((-1, -1, -1)),
@@ -94,4 +93,29 @@ fn lookup(part: &crate::partition::Partition, spec: i64) -> Result<(i64, i64, i3
         }
         other => Err(Error::InvalidRequest(format!("unknown ListOffsets timestamp {other}"))),
     }
+}
+
+/// Walks the records of one stored batch (never a control batch's), keeping the
+/// (offset, timestamp) of the record `better` prefers over the best so far. Inflation is
+/// bounded as on produce.
+fn pick_record(
+    part: &crate::partition::Partition,
+    batch: &bytes::Bytes,
+    better: impl Fn(Option<(i64, i64)>, i64, i64) -> bool,
+) -> Result<Option<(i64, i64)>> {
+    let header = BatchHeader::parse(batch).map_err(|e| Error::Storage(format!("stored batch: {e}")))?;
+    if header.is_control() {
+        return Ok(None);
+    }
+    let bound = RecordLimits::for_max_message_bytes(part.log.config().max_message_bytes).max_inflated_bytes;
+    let mut best = None;
+    walk_records(batch, &header, bound, |r| {
+        let offset = header.base_offset.0 + i64::from(r.offset_delta);
+        if better(best, offset, r.timestamp) {
+            best = Some((offset, r.timestamp));
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::Storage(format!("cannot walk a stored batch: {e}")))?;
+    Ok(best)
 }

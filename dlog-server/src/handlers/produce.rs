@@ -1,5 +1,6 @@
-//! Produce: validate each partition's batches by header and CRC (records are never
-//! decoded), append them on the owning shard, and answer per `acks`: 0 never, 1 once
+//! Produce: validate each partition's batch by header and CRC, walk its records as
+//! Kafka's LogValidator does (count, offset deltas, timestamps; compressed ones inflated
+//! with a bound), append them on the owning shard, and answer per `acks`: 0 never, 1 once
 //! appended, -1 once the high watermark passes the batch (on a single node, the log end)
 //! — and, for topics that fsync every write, only once the batches are durable.
 
@@ -7,11 +8,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use dlog_core::config::TimestampType;
 use dlog_core::{Error, Result, TopicPartition};
 use dlog_protocol::errors::{error_code, ResponseError};
 use dlog_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use dlog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
-use dlog_storage::batch::{check_records, validate_batches};
+use dlog_storage::batch::{validate_batches, BatchError};
+use dlog_storage::records::{check_records, RecordLimits};
 
 use super::{topic_admin, wire, Reply};
 use crate::partition::{DurableReceiver, Partition, Role};
@@ -100,16 +103,24 @@ async fn append_partition(
         )));
     }
     let max = meta.config.max_message_bytes as usize;
+    let mut limits = RecordLimits::for_max_message_bytes(meta.config.max_message_bytes);
+    if meta.config.timestamp_type == TimestampType::CreateTime {
+        let (before, after) = (meta.config.timestamp_before_max_ms, meta.config.timestamp_after_max_ms);
+        limits = limits.with_timestamp_window(crate::now_ms(), before, after);
+    }
     for (range, header) in &batches {
         if range.len() > max {
             return Err(Error::RecordTooLarge { size: range.len(), max });
         }
         // As Kafka's LogValidator: the records must be the ones the header counts, with
         // dense offset deltas (a header claiming 2^31 records would move the log end by
-        // 2^31). Compressed batches are not walked yet.
-        if header.compression_codec() == 0 {
-            check_records(&records[range.clone()], header).map_err(|e| Error::InvalidRecord(e.to_string()))?;
-        }
+        // 2^31) and timestamps in the topic's window. Compressed records are inflated as
+        // a stream, bounded by 64 x max.message.bytes.
+        check_records(&records[range.clone()], header, &limits).map_err(|e| match e {
+            BatchError::InvalidTimestamp(_) => Error::InvalidTimestamp(e.to_string()),
+            BatchError::Undecodable(_) => Error::CorruptMessage(e.to_string()),
+            _ => Error::InvalidRecord(e.to_string()),
+        })?;
     }
     // Idempotent batches are checked by the log (epoch and sequence per producer id).
     if batches.iter().any(|(_, h)| h.is_transactional()) {

@@ -137,6 +137,22 @@ fn bad_produce_requests_get_kafka_errors() {
     claimed[17..21].copy_from_slice(&crc.to_be_bytes());
     let r = produce(&mut c, "strict", 0, claimed.into());
     assert_eq!(r.responses[0].partition_responses[0].error_code, 87, "INVALID_RECORD: the records are not 2e9");
+    // The same lie inside every codec's compressed records, and a record two hours
+    // ahead of the broker's clock (message.timestamp.after.max.ms is one hour).
+    for compression in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let mut three: Vec<_> = (0..3).map(|j| record("k", &format!("v{j}"), 1)).collect();
+        let mut lie = batch(&mut three, compression).to_vec();
+        lie[23..27].copy_from_slice(&1_999_999_999i32.to_be_bytes());
+        lie[57..61].copy_from_slice(&2_000_000_000i32.to_be_bytes());
+        let crc = dlog_storage::batch::compute_crc(&lie);
+        lie[17..21].copy_from_slice(&crc.to_be_bytes());
+        let r = produce(&mut c, "strict", 0, lie.into());
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 87, "{compression:?}: INVALID_RECORD");
+    }
+    let future = dlog_server::now_ms() + 2 * 3_600_000;
+    let mut late = vec![record("k", "v", future)];
+    let r = produce(&mut c, "strict", 0, batch(&mut late, Compression::Zstd));
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 32, "INVALID_TIMESTAMP");
     // Nothing was appended by the failures.
     let r = produce(&mut c, "strict", 0, good);
     assert_eq!(r.responses[0].partition_responses[0].base_offset, 0);

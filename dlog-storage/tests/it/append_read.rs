@@ -39,6 +39,13 @@ fn read_follows_kafka_semantics() {
     // Start inside a batch: that batch comes first.
     let r = log.read(Offset(5), 0, leo).unwrap();
     assert_eq!(offsets_of(&r.bytes), vec![(Offset(4), Offset(5))], "at least one batch even past max_bytes");
+    // Without KIP-74's one batch (a fetch's later partitions), a batch that does not fit
+    // is not read at all; one that fits is.
+    let r = log.read_within(Offset(5), sizes[2] - 1, leo, false).unwrap();
+    assert!(r.bytes.is_empty(), "nothing fits");
+    let r = log.read_within(Offset(5), sizes[2], leo, false).unwrap();
+    assert_eq!(offsets_of(&r.bytes), vec![(Offset(4), Offset(5))]);
+    assert!(log.read_within(Offset(81), 0, leo, false).is_err(), "an offset out of range is still one");
     // max_bytes takes whole batches only.
     let r = log.read(Offset(4), sizes[2] * 3 + 10, leo).unwrap();
     assert_eq!(headers(&r.bytes).len(), 3);
