@@ -124,6 +124,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None
         self.starts = 0
+        # extra environment for the DLog process (DLOG_* settings)
+        self.env: dict[str, str] = {}
         self.last_returncode: int | None = None
         _BROKERS.append(self)
 
@@ -148,6 +150,14 @@ class Broker:
             if p.exists():
                 parts.append(f"--- {p.name} ---\n{_tail(p, lines)}")
         return "\n".join(parts)
+
+    def rss_bytes(self) -> int:
+        """The process's resident set size, from /proc."""
+        pid = self.proc.pid if self.target == "dlog" and self.proc else self.pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS for pid {pid}")
 
     # --- lifecycle -----------------------------------------------------------------------
     def alive(self) -> bool:
@@ -176,7 +186,7 @@ class Broker:
             cmd += ["--advertise", f"127.0.0.1:{self.advertised_port}"]
         errf = open(self.log_path, "wb")
         try:
-            env = dict(os.environ, NO_COLOR="1")
+            env = dict(os.environ, NO_COLOR="1", **self.env)
             env.setdefault("RUST_BACKTRACE", "1")
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf,
                                          stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
@@ -277,9 +287,10 @@ def target() -> str:
     return TARGET
 
 
-def _running_broker(tmp_path_factory, name):
+def _running_broker(tmp_path_factory, name, env: dict | None = None):
     """Starts a broker, yields it, and at teardown stops it and checks it exits cleanly."""
     b = _new_broker(tmp_path_factory.getbasetemp(), name)
+    b.env = dict(env or {})
     b.start()
     yield b
     if b.alive():
@@ -313,9 +324,11 @@ def broker_proc(_session_broker) -> Broker:
 
 
 @pytest.fixture
-def own_broker(tmp_path_factory):
-    """A fresh, private broker (own data dir) that the test may SIGKILL/restart."""
-    yield from _running_broker(tmp_path_factory, "own")
+def own_broker(tmp_path_factory, request):
+    """A fresh, private broker (own data dir) that the test may SIGKILL/restart. A test
+    marked `broker_env({...})` starts it with those DLOG_* settings."""
+    mark = request.node.get_closest_marker("broker_env")
+    yield from _running_broker(tmp_path_factory, "own", mark.args[0] if mark else None)
 
 
 @pytest.fixture
@@ -366,6 +379,7 @@ def pytest_configure(config):
                  "kafka.admin.client", "kafka.cluster"):
         logging.getLogger(name).addFilter(_LOG_FILTER)
     config.addinivalue_line("markers", "dlog_only: needs a DLog-specific feature; skipped against Kafka")
+    config.addinivalue_line("markers", "broker_env(env): DLOG_* settings for the own_broker fixture")
     config.addinivalue_line("markers", "needs_cli: runs the dlog CLI binary")
     config.addinivalue_line("markers", "later_issue(name): a capability a later issue builds; against DLog "
                             "the test must fail until then (strict xfail), against Kafka it must pass")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DLOG_BIN, free_port, port_open
+from helpers import wait_until
 from kafka import KafkaAdminClient
 
 pytestmark = pytest.mark.dlog_only
@@ -121,19 +122,10 @@ def describe(node: Node) -> dict:
 
 
 def wait_for(pred, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-        except Exception as e:  # noqa: BLE001 - a client reaching a node that just died
-            last = repr(e)
-            time.sleep(interval)
-            continue
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last}")
+    """helpers.wait_until (an exception from `pred`, say a client reaching a node that
+    just died, counts as not yet), polling every 20 ms unless told otherwise: several
+    callers time an election with it."""
+    return wait_until(pred, timeout, what, interval)
 
 
 def test_three_nodes_form_a_cluster_and_survive_losing_the_controller(cluster3):
@@ -353,7 +345,9 @@ def test_adding_and_removing_a_node(cluster3, tmp_path):
     n4 = Node(4, tmp_path, nodes[1].members + f",4=127.0.0.1:{rpc4}", kafka4, rpc4)
     n4.spawn()
     try:
-        time.sleep(1)
+        # not a member yet: it finds the group formed, then waits to be let in
+        wait_for(lambda: n4.proc.poll() is not None or "metadata group already formed" in n4.log_path.read_text(),
+                 30, "the new node to find the running group (or to exit)", 0.1)
         assert n4.proc.poll() is None, "the new node must wait to be added, not exit"
         out = dlog_cli("cluster", "add-node", "--node-id", "4", "--rpc", f"127.0.0.1:{rpc4}",
                        "--bootstrap", nodes[2].bootstrap)
