@@ -1462,7 +1462,8 @@ mod tests {
         let bad = RecoveryPoint { flushed: Offset(1), segment_base: Offset(4), position: 0, max_ts: None };
         assert_eq!(RecoveryPoint::decode(&bad.encode()), None, "flushed below the segment base");
         for outside in [Offset(3), Offset(10), Offset(77)] {
-            let p = RecoveryPoint { flushed: Offset(10), segment_base: Offset(4), position: 9, max_ts: Some((5, outside)) };
+            let p =
+                RecoveryPoint { flushed: Offset(10), segment_base: Offset(4), position: 9, max_ts: Some((5, outside)) };
             assert_eq!(RecoveryPoint::decode(&p.encode()), None, "a max timestamp outside the flushed part");
         }
     }
