@@ -211,20 +211,7 @@ async fn read_all(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -> Vec<Re
         let job = shard.run_on(owner, move |s| async move { read_run(&s, reads, spent).0 });
         async move { (indexes, job.await) }
     });
-    for (indexes, done) in join_all(jobs).await {
-        match done {
-            Ok(results) => {
-                for (index, result) in results {
-                    out[index] = Some(result);
-                }
-            }
-            Err(e) => {
-                for index in indexes {
-                    out[index] = Some(Err(e.clone()));
-                }
-            }
-        }
-    }
+    store_results(&mut out, join_all(jobs).await);
     out.into_iter().map(|r| r.expect("every wanted partition was read or failed")).collect()
 }
 
@@ -255,20 +242,7 @@ async fn read_in_parallel(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -
         let job = shard.run_on(owner, move |s| async move { read_run(&s, reads, fresh).0 });
         async move { (indexes, job.await) }
     });
-    for (indexes, done) in join_all(jobs).await {
-        match done {
-            Ok(results) => {
-                for (index, result) in results {
-                    out[index] = Some(result);
-                }
-            }
-            Err(e) => {
-                for index in indexes {
-                    out[index] = Some(Err(e.clone()));
-                }
-            }
-        }
-    }
+    store_results(&mut out, join_all(jobs).await);
     let mut total = 0usize;
     out.into_iter()
         .zip(wants)
@@ -283,6 +257,28 @@ async fn read_in_parallel(shard: &Rc<Shard>, wants: &[Want], max_bytes: usize) -
             Err(e) => Err(e),
         })
         .collect()
+}
+
+/// One shard job's answers: (request slot, read) per partition.
+type RunResults = Vec<(usize, Result<Got>)>;
+
+/// Puts each shard job's answers in their request slots; a shard gone (shutdown) fails
+/// every read it owed alike.
+fn store_results(out: &mut [Option<Result<Got>>], done: Vec<(Vec<usize>, Result<RunResults>)>) {
+    for (indexes, results) in done {
+        match results {
+            Ok(results) => {
+                for (index, result) in results {
+                    out[index] = Some(result);
+                }
+            }
+            Err(e) => {
+                for index in indexes {
+                    out[index] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// One partition read, as sent to its owner shard.
