@@ -446,6 +446,11 @@ impl Controller {
         if status.leader != Some(self.store.id()) {
             return Err(Error::NotController(format!("the controller is {:?}", status.leader.map(|n| n.0))));
         }
+        // Decide over everything committed, not this node's applied state: a leader
+        // just elected may not yet have applied what its predecessor committed (a
+        // broker's registration, a topic), and would refuse or place against a stale
+        // view. One quorum round trip per admin change.
+        self.store.sync().await.map_err(store_error)?;
         match request {
             ControllerRequest::CreateTopic { name, id, partitions, configs, assignment, replication_factor } => {
                 self.create(&name, &id, partitions, configs, assignment, replication_factor).await?

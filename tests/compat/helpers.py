@@ -45,6 +45,65 @@ def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
+def controller_of(bootstrap: str, timeout: float = 2.0) -> int:
+    """The controller (the metadata leader) one node names in a raw DescribeCluster v0
+    answer, asked of that node alone: a client library would bootstrap, learn every
+    broker and may try a dead one first, so its answer would time the client, not the
+    election. (Metadata names the answering node as controller, see handlers/metadata.rs.)"""
+    import socket
+    import struct
+
+    host, port = bootstrap.rsplit(":", 1)
+    # header v2 (api 60, v0, correlation 7, no client id, no tags), then
+    # include_cluster_authorized_operations=false and no tags
+    body = struct.pack(">hhih", 60, 0, 7, -1) + b"\x00" + b"\x00\x00"
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+
+        def exact(n: int) -> bytes:
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("closed mid-answer")
+                buf += chunk
+            return buf
+
+        (size,) = struct.unpack(">i", exact(4))
+        resp = exact(size)
+    pos = 0
+
+    def uvarint() -> int:
+        nonlocal pos
+        value, shift = 0, 0
+        while True:
+            byte = resp[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def skip_compact_string():
+        nonlocal pos
+        length = uvarint()  # N + 1, 0 for null
+        pos += max(length - 1, 0)
+
+    pos += 4  # correlation id
+    for _ in range(uvarint()):  # header tags
+        uvarint()
+        skip_compact_string()
+    pos += 4  # throttle
+    (error,) = struct.unpack_from(">h", resp, pos)
+    pos += 2
+    if error:
+        raise AssertionError(f"DescribeCluster error {error}")
+    skip_compact_string()  # error message
+    skip_compact_string()  # cluster id
+    (controller,) = struct.unpack_from(">i", resp, pos)
+    return controller
+
+
 # --- confluent-kafka ---------------------------------------------------------------------
 
 def ck_conf(bootstrap: str, **extra) -> dict:

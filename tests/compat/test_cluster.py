@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DLOG_BIN, free_port, port_open
-from helpers import wait_until
+from helpers import controller_of, wait_until
 from kafka import KafkaAdminClient
 
 pytestmark = pytest.mark.dlog_only
@@ -151,10 +151,10 @@ def test_three_nodes_form_a_cluster_and_survive_losing_the_controller(cluster3):
     survivor = nodes[1 if old != 1 else 2]
     t0 = time.monotonic()
     nodes[old].kill()
-    d = wait_for(lambda: (lambda d: d if d["controller_id"] not in (old, -1) else None)(describe(survivor)),
-                 5, "a new controller")
+    new = wait_for(lambda: (lambda c: c if c not in (old, -1) else None)(controller_of(survivor.bootstrap)),
+                   5, "a new controller")
     elected = time.monotonic() - t0
-    print(f"new controller {d['controller_id']} {elected:.3f}s after SIGKILL of {old}")
+    print(f"new controller {new} {elected:.3f}s after SIGKILL of {old}")
     assert elected < 1.0, f"a new controller took {elected:.2f}s"
 
     # the dead broker's registration expires with its session
@@ -297,7 +297,13 @@ def test_committed_metadata_survives_losing_the_controller(cluster3):
 
 def test_five_nodes_lose_two_controllers_in_turn(cluster5):
     """Five voters tolerate two failures: kill -9 the controller, then the next one; each
-    time a survivor leads within a second and metadata writes go on; both come back."""
+    time a survivor leads within three seconds and metadata writes go on; both come back.
+
+    Why three and not the one second the three-node test holds: voters campaign in turn
+    by rank (dlog-consensus raft/mod.rs), ranks 2-4 at 0.8-1.4 s after the last heartbeat,
+    and only a voter with the freshest log wins, so with the two lowest ranks dead the
+    winner may be the fourth or fifth to ask. Measured idle: 0.5-0.65 s a round; the
+    slowest seen under the whole suite on 2 cores: 2.1 s."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     nodes = cluster5
@@ -313,11 +319,11 @@ def test_five_nodes_lose_two_controllers_in_turn(cluster5):
         nodes[old].kill()
         killed.append(old)
         survivor = next(n for i, n in nodes.items() if i not in killed)
-        d = wait_for(lambda: (lambda d: d if d["controller_id"] not in killed + [-1] else None)(describe(survivor)),
-                     5, "a new controller")
+        new = wait_for(lambda: (lambda c: c if c not in killed + [-1] else None)(controller_of(survivor.bootstrap)),
+                       5, "a new controller")
         elapsed = time.monotonic() - t0
-        print(f"round {round_}: new controller {d['controller_id']} {elapsed:.3f}s after SIGKILL of {old}")
-        assert elapsed < 1.0, f"a new controller took {elapsed:.2f}s"
+        print(f"round {round_}: new controller {new} {elapsed:.3f}s after SIGKILL of {old}")
+        assert elapsed < 3.0, f"a new controller took {elapsed:.2f}s"
         admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
         admin.create_topics([NewTopic(f"round-{round_}", 3, 1)])[f"round-{round_}"].result(30)
     for i in killed:
@@ -376,7 +382,7 @@ def test_adding_and_removing_a_node(cluster3, tmp_path):
     t0 = time.monotonic()
     nodes[old].kill()
     survivor = nodes[1 if old != 1 else 2]
-    wait_for(lambda: describe(survivor)["controller_id"] not in (old, -1, 4), 5, "a new controller")
+    wait_for(lambda: controller_of(survivor.bootstrap) not in (old, -1, 4), 5, "a new controller")
     assert time.monotonic() - t0 < 1.5
 
 
