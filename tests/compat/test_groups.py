@@ -269,3 +269,51 @@ def test_admin_clients_list_describe_and_delete_groups(broker, topic_name):
         assert tp.offset < 0, "offsets went with the group"
     finally:
         back.close()
+
+
+def to_coordinator(bootstrap: str, group: str, request):
+    """`request` (a kafka-python protocol message) sent to `group`'s coordinator; its answer."""
+    from kafka import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        async def send():
+            return await a._manager.send(request, node_id=await a._find_coordinator_id(group))
+
+        return a._manager.run(send)
+    finally:
+        a.close()
+
+
+def test_offsets_of_unknown_topics_are_refused_per_partition(broker, topic_name):
+    """As Kafka answers: OffsetCommit stores the partitions that exist and answers
+    UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not (librdkafka's
+    0030_offset_commit checks it); OffsetDelete likewise for an unknown topic."""
+    from kafka.protocol.consumer.group import OffsetCommitRequest, OffsetDeleteRequest
+
+    create_topic(broker, topic_name, 1)
+    wait_topic(broker, topic_name, 1)
+    group, nope = f"{topic_name}-g", f"{topic_name}-nope"
+    ct, cp = OffsetCommitRequest.OffsetCommitRequestTopic, \
+        OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition
+    response = to_coordinator(broker, group, OffsetCommitRequest(
+        group_id=group, generation_id_or_member_epoch=-1, member_id="", max_version=8, topics=[
+            ct(name=topic_name, partitions=[cp(partition_index=0, committed_offset=5),
+                                            cp(partition_index=7, committed_offset=5)]),
+            ct(name=nope, partitions=[cp(partition_index=0, committed_offset=5)])]))
+    got = {(t.name, p.partition_index): p.error_code for t in response.topics for p in t.partitions}
+    assert got == {(topic_name, 0): 0, (topic_name, 7): 3, (nope, 0): 3}, got
+    c = Consumer(ck_conf(broker, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        committed = c.committed([TopicPartition(topic_name, 0), TopicPartition(nope, 0)], timeout=10)
+        assert [tp.offset for tp in committed] == [5, -1001], committed
+    finally:
+        c.close()
+
+    dt, dp = OffsetDeleteRequest.OffsetDeleteRequestTopic, \
+        OffsetDeleteRequest.OffsetDeleteRequestTopic.OffsetDeleteRequestPartition
+    response = to_coordinator(broker, group, OffsetDeleteRequest(group_id=group, topics=[
+        dt(name=topic_name, partitions=[dp(partition_index=0)]), dt(name=nope, partitions=[dp(partition_index=0)])]))
+    assert response.error_code == 0, response
+    got = {(t.name, p.partition_index): p.error_code for t in response.topics for p in t.partitions}
+    assert got == {(topic_name, 0): 0, (nope, 0): 3}, got

@@ -17,10 +17,15 @@ use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let g = request.group_id.0.to_string();
+    // As Kafka: a topic this node does not know is answered UNKNOWN_TOPIC_OR_PARTITION
+    // and nothing of it is deleted; the group is asked about the rest.
+    let known: Vec<bool> = request.topics.iter().map(|t| shard.shared.topic(&t.name.0).is_some()).collect();
     let asked: Vec<(String, i32)> = request
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)))
+        .zip(&known)
+        .filter(|(_, &k)| k)
+        .flat_map(|(t, _)| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)))
         .collect();
     let outcome = groups::on_coordinator(shard, &g.clone(), move |s| async move {
         if !s.coordinator.has_group(&g) {
@@ -47,11 +52,17 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDe
         Err(e) => return OffsetDeleteResponse::default().with_error_code(error_code(&e)),
     };
     let refused = error_code(&Error::GroupSubscribedToTopic(String::new()));
+    let unknown = error_code(&Error::UnknownTopicOrPartition(String::new()));
     let topics = request
         .topics
         .into_iter()
-        .map(|t| {
-            let code = if subscribed.contains(t.name.0.as_str()) { refused } else { 0 };
+        .zip(known)
+        .map(|(t, known)| {
+            let code = match (known, subscribed.contains(t.name.0.as_str())) {
+                (false, _) => unknown,
+                (true, true) => refused,
+                (true, false) => 0,
+            };
             OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(
                 t.partitions
                     .iter()

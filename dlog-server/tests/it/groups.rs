@@ -186,6 +186,8 @@ fn two_members_join_sync_heartbeat_and_leave() {
     };
     thread::sleep(std::time::Duration::from_millis(200));
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "t", 2, &[]), 0);
     assert_eq!(sync(&mut c, "g", &lid, 1, &[(&lid, "A"), (&fid, "B")]), (0, Bytes::from("A")));
     assert_eq!(waiting.join().unwrap(), (0, Bytes::from("B")));
 
@@ -230,6 +232,8 @@ fn a_static_member_restarting_keeps_its_generation_and_fences_the_old_id() {
 fn committed_offsets_are_fetched_per_group_and_survive_a_restart() {
     let mut t = TestBroker::start();
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "orders", 2, &[]), 0);
     // Simple commits (generation -1) to groups without members.
     assert_eq!(commit(&mut c, "ga", "", -1, "orders", &[(0, 10), (1, 20)]), vec![0, 0]);
     assert_eq!(commit(&mut c, "gb", "", -1, "orders", &[(0, 7)]), vec![0]);
@@ -259,6 +263,8 @@ fn groups_are_listed_described_and_deleted() {
     };
     let t = TestBroker::start();
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "t", 2, &[]), 0);
     let member = join(&mut c, "live", "", Some("i1"));
     assert_eq!(member.error_code, 0);
     let mid = member.member_id.to_string();
@@ -324,6 +330,8 @@ fn list(c: &mut Client) -> Vec<(String, String)> {
 fn a_stable_generation_survives_a_restart_and_its_members_carry_on() {
     let mut t = TestBroker::start_with(|c| c.coordinator.group.initial_rebalance_delay_ms = 0);
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "t", 2, &[]), 0);
     let j = join_new(&mut c, "persisted");
     let (mid, generation) = (j.member_id.to_string(), j.generation_id);
     assert_eq!(sync(&mut c, "persisted", &mid, generation, &[(&mid, "A")]).0, 0);
@@ -362,6 +370,8 @@ fn offsets_of_a_group_without_members_expire_after_the_retention() {
         c.coordinator.offsets_retention_check_interval_ms = 100;
     });
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "t", 2, &[]), 0);
     // A group with a member keeps its offsets however old they are.
     let j = join_new(&mut c, "busy");
     let (mid, generation) = (j.member_id.to_string(), j.generation_id);
@@ -405,6 +415,8 @@ fn group_size_and_commit_metadata_are_bounded() {
         c.coordinator.offset_metadata_max_bytes = 8;
     });
     let mut c = t.client();
+    // Offsets are committed only for partitions that exist (as Kafka).
+    assert_eq!(create_topic(&mut c, "t", 2, &[]), 0);
     let first = join(&mut c, "small", "", Some("a"));
     assert_eq!(first.error_code, 0);
     assert_eq!(join(&mut c, "small", "", Some("b")).error_code, 81, "GROUP_MAX_SIZE_REACHED");
