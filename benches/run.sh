@@ -23,6 +23,9 @@
 #   BENCH_WRITE_DOC [1]            0: do not touch docs/BENCHMARKS.md
 #   BENCH_KEEP_DIR [0]             1: keep the run's directory (broker logs, data, JSON)
 #   KAFKA_HEAP [1g]                Kafka's -Xmx/-Xms (passed to scripts/kafka.sh)
+#   BENCH_TOPIC_CONFIGS [unset]    topic configs of the bench topic, KEY=VALUE,... on both brokers;
+#                                  compression.type=lz4 measures broker-side recompression
+#                                  (the producer sends uncompressed batches)
 #   BENCH_DLOG_BIN [unset]         run this dlog binary instead of building one (to compare
 #                                  two commits: build each, run each with BENCH_WRITE_DOC=0)
 set -euo pipefail
@@ -32,7 +35,7 @@ cd "$ROOT"
 
 # The exact command, with every setting given in the environment.
 REPRO="benches/run.sh"
-for v in BENCH_DLOG_BIN KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
+for v in BENCH_TOPIC_CONFIGS BENCH_DLOG_BIN KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
          BENCH_ACKS BENCH_PARTITIONS BENCH_RECORD_BYTES BENCH_RECORDS; do
   if [[ -n "${!v+x}" ]]; then REPRO="$v=$(printf '%q' "${!v}") $REPRO"; fi
 done
@@ -49,6 +52,9 @@ TARGETS="${BENCH_TARGETS:-dlog kafka}"
 WRITE_DOC="${BENCH_WRITE_DOC:-1}"
 export KAFKA_HEAP="${KAFKA_HEAP:-1g}"
 RUN_TIMEOUT=600 # seconds, per loadgen invocation
+TOPIC_CONFIG_ARGS=()
+IFS=',' read -r -a _topic_configs <<<"${BENCH_TOPIC_CONFIGS:-}"
+for kv in ${_topic_configs[@]+"${_topic_configs[@]}"}; do if [[ -n "$kv" ]]; then TOPIC_CONFIG_ARGS+=(--topic-config "$kv"); fi; done
 
 log() { echo "bench: $*" >&2; }
 
@@ -102,7 +108,7 @@ loadgen() { # target name args...
   local target="$1" name="$2"; shift 2
   log "$target: $name: dlog-loadgen $*"
   if timeout --kill-after=10 "$RUN_TIMEOUT" "$LOADGEN" --json --label "$target" --partitions "$PARTITIONS" \
-      --record-bytes "$RECORD_BYTES" --acks "$ACKS" --compression none "$@" \
+      --record-bytes "$RECORD_BYTES" --acks "$ACKS" --compression none ${TOPIC_CONFIG_ARGS[@]+"${TOPIC_CONFIG_ARGS[@]}"} "$@" \
       >"$OUT/$target.$name.json" 2>>"$OUT/$target.loadgen.log"; then
     return 0
   else

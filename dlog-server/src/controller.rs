@@ -121,23 +121,10 @@ impl TopicRecord {
     /// to the defaults, with a warning, rather than hiding the topic.
     pub fn to_meta(&self, name: &str, defaults: &TopicConfig) -> std::result::Result<TopicMeta, String> {
         let id = TopicId::from_hex(&self.id).ok_or_else(|| format!("bad topic id {:?}", self.id))?;
-        let config = defaults.with_overrides(&self.configs).unwrap_or_else(|_| {
-            // Keep every override this node understands; name the others.
-            let usable: BTreeMap<String, String> = self
-                .configs
-                .iter()
-                .filter(|(k, v)| {
-                    let one = BTreeMap::from([((*k).clone(), (*v).clone())]);
-                    let ok = defaults.with_overrides(&one).is_ok();
-                    if !ok {
-                        tracing::warn!(topic = name, config = %k, value = %v, "cannot apply a topic config; ignoring it");
-                    }
-                    ok
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            defaults.with_overrides(&usable).unwrap_or_else(|_| defaults.clone())
-        });
+        let (config, refused) = defaults.with_usable_overrides(&self.configs);
+        for e in refused {
+            tracing::warn!(topic = name, error = %e, "cannot apply a topic config; ignoring it");
+        }
         let assignments = self
             .partitions
             .iter()
@@ -538,7 +525,7 @@ impl Controller {
                 self.update(&name, |record| {
                     let configs = change.apply(&record.configs);
                     let replicas = record.partitions.first().map_or(1, |p| p.replicas.len());
-                    self.defaults.with_overrides(&configs)?.quorums(replicas)?;
+                    self.defaults.with_overrides(&configs)?.check_for(replicas)?;
                     record.configs = configs;
                     Ok(())
                 })
@@ -572,7 +559,7 @@ impl Controller {
                 place(&brokers, id.0[0] as usize, 0, partitions, rf, self.scatter_width)?
             }
         };
-        config.quorums(records.first().map_or(1, |p| p.replicas.len()))?;
+        config.check_for(records.first().map_or(1, |p| p.replicas.len()))?;
         let record = TopicRecord { id: id.to_hex(), configs, partitions: records };
         match self.store.put(&topic_key(name), record.encode(), PutOptions::expect(ExpectedVersion::NotExists)).await {
             Ok(_) => {

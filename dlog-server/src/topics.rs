@@ -207,10 +207,10 @@ impl TopicRegistry {
             }
             let id = TopicId::from_hex(&file.id)
                 .ok_or_else(|| anyhow::anyhow!("{}: bad topic id {:?}", path.display(), file.id))?;
-            let config = registry
-                .defaults
-                .with_overrides(&file.configs)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let (config, refused) = registry.defaults.with_usable_overrides(&file.configs);
+            for e in refused {
+                tracing::warn!(topic = %path.display(), error = %e, "cannot apply a topic config; ignoring it");
+            }
             let name: Arc<str> = name.into();
             registry.by_id.insert(id, name.clone());
             let assignments = local_assignments(node, file.partitions);
@@ -251,7 +251,7 @@ impl TopicRegistry {
             return Err(Error::TopicAlreadyExists(name.to_string()));
         }
         let config = self.defaults.with_overrides(overrides)?;
-        config.quorums(replicas)?;
+        config.check_for(replicas)?;
         Ok(config)
     }
 
@@ -289,7 +289,7 @@ impl TopicRegistry {
     ) -> Result<TopicMeta> {
         let mut meta = self.get(name).cloned().ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
         meta.config = self.defaults.with_overrides(&overrides)?;
-        meta.config.quorums(meta.replication_factor())?;
+        meta.config.check_for(meta.replication_factor())?;
         meta.overrides = overrides;
         if !validate_only {
             self.persist(&meta)?;

@@ -81,6 +81,7 @@
 
 pub mod batch;
 mod checkpoint;
+pub mod compression;
 pub mod epochs;
 pub mod error;
 pub mod log;

@@ -782,10 +782,10 @@ impl PartitionLog {
 
         let active = self.active();
         let rel_end = self.next_offset.0 - active.base.0 + records;
-        let too_big = active.size + total > self.config.segment_bytes
+        let too_big = active.size + total > self.config.roll_bytes()
             || active.size + total > u64::from(u32::MAX)
             || rel_end > i64::from(u32::MAX);
-        let too_old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let too_old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.roll_age_ms());
         if active.size > 0 && (too_big || too_old) {
             self.roll()?;
         }
@@ -1249,10 +1249,28 @@ impl PartitionLog {
         Ok(outcome)
     }
 
+    /// How old the active segment may grow: `segment.ms` less a jitter below
+    /// `segment.jitter.ms`, drawn (as Kafka draws one per segment) from a hash of this
+    /// log's directory and the segment's base offset, so that it is the same on every
+    /// replay and different across partitions and segments.
+    fn roll_age_ms(&self) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let c = &self.config;
+        if c.segment_jitter_ms <= 0 {
+            return c.segment_ms;
+        }
+        let bound = c.segment_jitter_ms.min(c.segment_ms).max(1) as u64;
+        // SipHash with fixed keys: deterministic across runs.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.dir.hash(&mut h);
+        self.active().base.0.hash(&mut h);
+        c.segment_ms - (h.finish() % bound) as i64
+    }
+
     /// Rolls the active segment if `segment.ms` has passed since its first append.
     pub fn maybe_roll(&mut self, now_ms: i64) -> Result<()> {
         self.ensure_writable()?;
-        let old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let old = self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.roll_age_ms());
         if old && self.active().size > 0 {
             self.roll()?;
         }
@@ -1487,6 +1505,24 @@ mod tests {
         log.close().unwrap();
         let log = PartitionLog::open(dir.path(), TopicConfig::default(), 0).unwrap();
         assert_eq!(log.recovery_report(), &RecoveryReport { segments: 1, ..RecoveryReport::default() });
+    }
+
+    #[test]
+    fn segment_jitter_takes_a_different_bit_off_segment_ms_per_partition() {
+        let config = TopicConfig { segment_ms: 10_000, segment_jitter_ms: 4_000, ..TopicConfig::default() };
+        let root = tempfile::tempdir().unwrap();
+        let ages: Vec<i64> = (0..8)
+            .map(|i| {
+                let dir = root.path().join(format!("t-{i}"));
+                let age = PartitionLog::open(&dir, config.clone(), 0).unwrap().roll_age_ms();
+                assert_eq!(age, PartitionLog::open(&dir, config.clone(), 0).unwrap().roll_age_ms(), "replayable");
+                age
+            })
+            .collect();
+        assert!(ages.iter().all(|a| (6_001..=10_000).contains(a)), "{ages:?}");
+        assert!(ages.iter().collect::<std::collections::BTreeSet<_>>().len() > 1, "spread: {ages:?}");
+        let none = TopicConfig { segment_ms: 10_000, ..TopicConfig::default() };
+        assert_eq!(PartitionLog::open(&root.path().join("x"), none, 0).unwrap().roll_age_ms(), 10_000);
     }
 
     /// Segments of a few batches, so that the epoch tests cross segment boundaries.

@@ -97,22 +97,8 @@ pub fn walk_records(
     match header.compression_codec() {
         0 => walk.run(&mut SliceSource { buf: body, pos: 0 }),
         codec => {
-            let inflate = |e: std::io::Error| BatchError::Undecodable(format!("codec {codec}: {e}"));
-            let stream: Box<dyn Read + '_> = match codec {
-                1 => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
-                2 => Box::new(XerialSnappy::new(body, max_inflated_bytes)),
-                3 => Box::new(lz4::Decoder::new(body).map_err(inflate)?),
-                4 => {
-                    let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(inflate)?;
-                    d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(inflate)?;
-                    Box::new(d)
-                }
-                other => return Err(BatchError::Undecodable(format!("unknown compression codec {other}"))),
-            };
-            // One byte past the bound tells "exactly at the bound" from "beyond it".
-            let bounded = stream.take(max_inflated_bytes as u64 + 1);
             let mut source = StreamSource {
-                reader: BufReader::with_capacity(STREAM_BUFFER_BYTES, bounded),
+                reader: BufReader::with_capacity(STREAM_BUFFER_BYTES, inflater(body, codec, max_inflated_bytes)?),
                 consumed: 0,
                 max: max_inflated_bytes,
                 codec,
@@ -120,6 +106,25 @@ pub fn walk_records(
             walk.run(&mut source)
         }
     }
+}
+
+/// The records of a batch compressed with `codec` (its body after the header), inflated
+/// as a stream that ends one byte past `max_inflated_bytes`: one byte past the bound
+/// tells "exactly at the bound" from "beyond it".
+pub(crate) fn inflater(body: &[u8], codec: u8, max_inflated_bytes: usize) -> Result<Box<dyn Read + '_>, BatchError> {
+    let inflate = |e: std::io::Error| BatchError::Undecodable(format!("codec {codec}: {e}"));
+    let stream: Box<dyn Read + '_> = match codec {
+        1 => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
+        2 => Box::new(XerialSnappy::new(body, max_inflated_bytes)),
+        3 => Box::new(lz4::Decoder::new(body).map_err(inflate)?),
+        4 => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(inflate)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(inflate)?;
+            Box::new(d)
+        }
+        other => return Err(BatchError::Undecodable(format!("unknown compression codec {other}"))),
+    };
+    Ok(Box::new(stream.take(max_inflated_bytes as u64 + 1)))
 }
 
 /// zstd frames may ask for a window of up to 2^31 bytes; a producer's (zstd-jni at its
@@ -324,7 +329,7 @@ struct XerialSnappy<'a> {
     framed: bool,
 }
 
-const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
+pub(crate) const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
 const XERIAL_HEADER_BYTES: usize = 16;
 
 impl<'a> XerialSnappy<'a> {
@@ -378,7 +383,7 @@ impl Read for XerialSnappy<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::batch::check_batch;
 
@@ -405,7 +410,7 @@ mod tests {
         out
     }
 
-    fn zigzag(out: &mut Vec<u8>, v: i64) {
+    pub(crate) fn zigzag(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         while z >= 0x80 {
             out.push((z as u8) | 0x80);
@@ -414,9 +419,28 @@ mod tests {
         out.push(z as u8);
     }
 
+    /// A batch of `n` records (dense offset and timestamp deltas, compressible values)
+    /// with its records compressed as `codec`.
+    pub(crate) fn encoded_batch(n: usize, codec: dlog_core::Codec) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for i in 0..n {
+            let value = format!("value-{i}-").repeat(10);
+            let mut body = vec![0u8];
+            zigzag(&mut body, i as i64); // timestamp delta
+            zigzag(&mut body, i as i64); // offset delta
+            zigzag(&mut body, -1); // no key
+            zigzag(&mut body, value.len() as i64);
+            body.extend(value.as_bytes());
+            zigzag(&mut body, 0); // no headers
+            zigzag(&mut raw, body.len() as i64);
+            raw.extend(body);
+        }
+        batch_of(&compress(codec.id(), &raw), n as i32, codec.id(), 1_700_000_000_000)
+    }
+
     /// A batch with header count `count`, codec `codec`, holding `payload` (already
     /// compressed as `codec` says).
-    fn batch_of(payload: &[u8], count: i32, codec: u8, base_timestamp: i64) -> Vec<u8> {
+    pub(crate) fn batch_of(payload: &[u8], count: i32, codec: u8, base_timestamp: i64) -> Vec<u8> {
         let spec = crate::testing::BatchSpec {
             payload_bytes: payload.len(),
             base_timestamp,
@@ -432,7 +456,7 @@ mod tests {
         b
     }
 
-    fn compress(codec: u8, raw: &[u8]) -> Vec<u8> {
+    pub(crate) fn compress(codec: u8, raw: &[u8]) -> Vec<u8> {
         use std::io::Write;
         match codec {
             0 => raw.to_vec(),

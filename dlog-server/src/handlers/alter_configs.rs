@@ -1,9 +1,10 @@
-//! IncrementalAlterConfigs (set, delete) and the legacy AlterConfigs (replace all) for
+//! IncrementalAlterConfigs (set, delete, append and subtract for LIST configs) and the legacy AlterConfigs (replace all) for
 //! topic configs. Broker configs are static: changing them is refused with a reason.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use dlog_core::config::ConfigType;
 use dlog_core::{Error, Result};
 use dlog_protocol::errors::error_code;
 use dlog_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -34,7 +35,7 @@ pub async fn incremental(
             Err(e) => Err(e),
             Ok(()) => match shard.shared.topic(&name) {
                 None => Err(Error::UnknownTopicOrPartition(name.clone())),
-                Some(_) => {
+                Some(meta) => {
                     let mut change = ConfigChange::default();
                     let mut bad = None;
                     for c in &r.configs {
@@ -49,8 +50,28 @@ pub async fn incremental(
                                 change.set.remove(&key);
                                 change.delete.push(key);
                             }
-                            (OP_APPEND | OP_SUBTRACT, _) => {
-                                bad = Some(Error::InvalidConfig(format!("{key} is not a list config")))
+                            (op @ (OP_APPEND | OP_SUBTRACT), value) => {
+                                let verb = if op == OP_APPEND { "APPEND" } else { "SUBTRACT" };
+                                match dlog_core::config::key(&key) {
+                                    Some(k) if k.kind == ConfigType::List => {
+                                        // Against the value as this request leaves it so far, else
+                                        // the topic's effective one.
+                                        let current = change
+                                            .set
+                                            .get(&key)
+                                            .cloned()
+                                            .or_else(|| meta.config.get(&key))
+                                            .unwrap_or_default();
+                                        let items = list_op(&current, value.as_deref().unwrap_or(""), op == OP_APPEND);
+                                        change.delete.retain(|k| *k != key);
+                                        change.set.insert(key, items);
+                                    }
+                                    _ => {
+                                        bad = Some(Error::InvalidConfig(format!(
+                                            "Can't {verb} to key {key} because its type is not LIST."
+                                        )))
+                                    }
+                                }
                             }
                             (op, _) => bad = Some(Error::InvalidConfig(format!("unknown config operation {op}"))),
                         }
@@ -97,6 +118,24 @@ pub async fn legacy(shard: &Rc<Shard>, request: AlterConfigsRequest) -> AlterCon
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// A LIST config's value with `given`'s elements appended (those not already in it)
+/// or subtracted, as Kafka's IncrementalAlterConfigs does.
+fn list_op(current: &str, given: &str, append: bool) -> String {
+    let split = |s: &str| s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect::<Vec<_>>();
+    let mut items = split(current);
+    let given = split(given);
+    if append {
+        for g in given {
+            if !items.contains(&g) {
+                items.push(g);
+            }
+        }
+    } else {
+        items.retain(|i| !given.contains(i));
+    }
+    items.join(",")
+}
+
 fn check_resource(resource_type: i8) -> Result<()> {
     match resource_type {
         RESOURCE_TOPIC => Ok(()),
@@ -114,4 +153,17 @@ fn response(resource_type: i8, resource_name: StrBytes, result: Result<()>) -> A
         r = r.with_error_code(error_code(&e)).with_error_message(Some(wire(&e.to_string())));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_op;
+
+    #[test]
+    fn lists_append_what_they_lack_and_subtract_what_they_hold() {
+        assert_eq!(list_op("delete", "compact", true), "delete,compact");
+        assert_eq!(list_op("delete", "delete", true), "delete");
+        assert_eq!(list_op("0:1, 1:2", "1:2", false), "0:1");
+        assert_eq!(list_op("", "0:1,1:1", true), "0:1,1:1");
+    }
 }

@@ -33,7 +33,7 @@ pub async fn handle(shard: &Rc<Shard>, request: CreateTopicsRequest, _version: i
                 .with_topic_id(if request.validate_only { uuid::Uuid::nil() } else { wire_uuid(meta.id) })
                 .with_num_partitions(meta.partitions)
                 .with_replication_factor(meta.replication_factor() as i16)
-                .with_configs(Some(configs_of(&meta))),
+                .with_configs(Some(configs_of(shard, &meta))),
             Err(e) => CreatableTopicResult::default()
                 .with_name(topic.name)
                 .with_error_code(error_code(&e))
@@ -140,8 +140,8 @@ async fn create_one(
     topic_admin::create_assigned(shard, &name, partitions, overrides, assignment, rf, deadline.left()).await
 }
 
-fn configs_of(meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {
-    describe_configs::topic_entries(meta, None)
+fn configs_of(shard: &Shard, meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {
+    describe_configs::topic_entries(meta, &shard.shared.config.topic_default_settings, None)
         .into_iter()
         .map(|e| {
             CreatableTopicConfigs::default()

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use dlog_core::config::CONFIG_KEYS;
+use dlog_core::config::{key, TOPIC_CONFIGS};
 use dlog_core::Error;
 use dlog_protocol::errors::error_code;
 use dlog_protocol::kafka_protocol::messages::describe_configs_response::{
@@ -12,6 +12,7 @@ use dlog_protocol::kafka_protocol::messages::describe_configs_response::{
 use dlog_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::wire;
+use crate::config::BrokerTopicDefaults;
 use crate::shard::Shard;
 use crate::topics::TopicMeta;
 
@@ -23,21 +24,11 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Kafka's ConfigType values.
+/// Kafka's ConfigType values for the broker entries.
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
 const TYPE_BOOLEAN: i8 = 1;
-
-fn config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" => TYPE_LIST,
-        "message.timestamp.type" => TYPE_STRING,
-        "segment.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => TYPE_INT,
-        _ => TYPE_LONG,
-    }
-}
 
 pub fn handle(shard: &Rc<Shard>, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let with_docs = version >= 3 && request.include_documentation;
@@ -48,7 +39,7 @@ pub fn handle(shard: &Rc<Shard>, request: DescribeConfigsRequest, version: i16) 
         let name = r.resource_name.to_string();
         let outcome = match r.resource_type {
             RESOURCE_TOPIC => match shard.shared.topic(&name) {
-                Some(meta) => Ok(topic_entries(&meta, keys.as_deref())),
+                Some(meta) => Ok(topic_entries(&meta, &shard.shared.config.topic_default_settings, keys.as_deref())),
                 None => Err(Error::UnknownTopicOrPartition(name.clone())),
             },
             RESOURCE_BROKER => {
@@ -69,8 +60,7 @@ pub fn handle(shard: &Rc<Shard>, request: DescribeConfigsRequest, version: i16) 
                         c.synonyms.clear();
                     }
                     if with_docs {
-                        let doc = CONFIG_KEYS.iter().find(|k| k.name == &*c.name).map(|k| wire(k.doc));
-                        c.documentation = doc;
+                        c.documentation = key(&c.name).map(|k| wire(k.doc));
                     }
                 }
                 result = result.with_configs(configs);
@@ -84,33 +74,55 @@ pub fn handle(shard: &Rc<Shard>, request: DescribeConfigsRequest, version: i16) 
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Every topic config (or those in `keys`), with its source and synonyms.
-pub fn topic_entries(meta: &TopicMeta, keys: Option<&[String]>) -> Vec<DescribeConfigsResourceResult> {
-    CONFIG_KEYS
+/// Every topic config (or those in `keys`) with its value and, as Kafka's ConfigHelper
+/// builds them, its synonyms, highest priority first: the topic's override, the broker
+/// settings that set its default (`broker` maps a topic config to the broker name and
+/// value it was set by), then Kafka's default under the first broker synonym. The
+/// source is the first synonym's, else DEFAULT_CONFIG. Internal configs are listed
+/// only when set.
+pub fn topic_entries(
+    meta: &TopicMeta,
+    broker: &BrokerTopicDefaults,
+    keys: Option<&[String]>,
+) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIGS
         .iter()
         .filter(|k| keys.is_none_or(|keys| keys.iter().any(|x| x == k.name)))
-        .map(|k| {
-            let value = meta.config.get(k.name).unwrap_or_default();
-            let overridden = meta.overrides.contains_key(k.name);
+        .filter_map(|k| {
+            let value = meta.config.get(k.name)?;
             let mut synonyms = Vec::new();
-            if overridden {
-                synonyms.push(
-                    DescribeConfigsSynonym::default()
-                        .with_name(wire(k.name))
-                        .with_value(Some(wire(&value)))
-                        .with_source(SOURCE_TOPIC),
-                );
+            if let Some(set) = meta.overrides.get(k.name) {
+                synonyms.push(synonym(k.name, set, SOURCE_TOPIC));
             }
-            DescribeConfigsResourceResult::default()
-                .with_name(wire(k.name))
-                .with_value(Some(wire(&value)))
-                .with_read_only(false)
-                .with_config_source(if overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
-                .with_is_sensitive(false)
-                .with_synonyms(synonyms)
-                .with_config_type(config_type(k.name))
+            if let Some((name, set)) = broker.get(k.name) {
+                synonyms.push(synonym(name, set, SOURCE_STATIC_BROKER));
+            }
+            if let Some(first) = k.synonyms.first().filter(|_| !k.kafka_default.is_empty()) {
+                synonyms.push(synonym(first.name, k.kafka_default, SOURCE_DEFAULT));
+            }
+            let source = if meta.overrides.contains_key(k.name) {
+                SOURCE_TOPIC
+            } else if broker.contains_key(k.name) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
+            Some(
+                DescribeConfigsResourceResult::default()
+                    .with_name(wire(k.name))
+                    .with_value(Some(wire(&value)))
+                    .with_read_only(false)
+                    .with_config_source(source)
+                    .with_is_sensitive(false)
+                    .with_synonyms(synonyms)
+                    .with_config_type(k.kind.id()),
+            )
         })
         .collect()
+}
+
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default().with_name(wire(name)).with_value(Some(wire(value))).with_source(source)
 }
 
 fn broker_entries(shard: &Rc<Shard>, keys: Option<&[String]>) -> Vec<DescribeConfigsResourceResult> {
@@ -130,12 +142,11 @@ fn broker_entries(shard: &Rc<Shard>, keys: Option<&[String]>) -> Vec<DescribeCon
         ("connections.max.idle.ms".into(), c.connections.idle.as_millis().to_string(), TYPE_LONG),
         ("queued.max.request.bytes".into(), c.connections.queued_max_request_bytes.to_string(), TYPE_LONG),
     ];
-    for k in CONFIG_KEYS {
-        entries.push((
-            k.broker_name.to_string(),
-            c.topic_defaults.get(k.name).unwrap_or_default(),
-            config_type(k.name),
-        ));
+    // Each topic config's default under its first broker synonym.
+    for k in TOPIC_CONFIGS {
+        if let (Some(first), Some(value)) = (k.synonyms.first(), c.topic_defaults.get(k.name)) {
+            entries.push((first.name.to_string(), value, k.kind.id()));
+        }
     }
     entries
         .into_iter()

@@ -14,6 +14,7 @@ use dlog_protocol::errors::{error_code, ResponseError};
 use dlog_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use dlog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use dlog_storage::batch::{validate_batches, BatchError};
+use dlog_storage::compression::recompress;
 use dlog_storage::records::{check_records, RecordLimits};
 
 use super::{topic_admin, wire, Reply};
@@ -122,6 +123,20 @@ async fn append_partition(
             _ => Error::InvalidRecord(e.to_string()),
         })?;
     }
+    // compression.type names a codec: store the batch in it (the records' bytes are
+    // the same in any codec, so only the compressed body and the header change).
+    let records = match (meta.config.recompression(), batches.first()) {
+        (Some(target), Some((range, header))) if header.compression_codec() != target.codec.id() => {
+            let out = recompress(&records[range.clone()], header, target, limits.max_inflated_bytes)
+                .map_err(|e| Error::CorruptMessage(e.to_string()))?;
+            if out.len() > max {
+                return Err(Error::RecordTooLarge { size: out.len(), max });
+            }
+            metrics::counter!("dlog_produce_recompressed_batches_total").increment(1);
+            bytes::Bytes::from(out)
+        }
+        _ => records,
+    };
     // Idempotent batches are checked by the log (epoch and sequence per producer id).
     if batches.iter().any(|(_, h)| h.is_transactional()) {
         return Err(Error::TransactionsNotSupported("transactional batches are refused".into()));

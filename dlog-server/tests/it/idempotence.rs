@@ -100,7 +100,7 @@ fn transactional_ids_are_refused() {
 fn duplicates_and_producer_ids_survive_a_restart() {
     let mut t = TestBroker::start();
     let mut c = t.client();
-    assert_eq!(create_topic(&mut c, "idem", 1, &[("segment.bytes", "1024")]), 0);
+    assert_eq!(create_topic(&mut c, "idem", 1, &[("internal.segment.bytes", "1024")]), 0);
     let mut issued = Vec::new();
     for _ in 0..5 {
         let (err, pid, _) = init_producer_id(&mut c, None, None);
