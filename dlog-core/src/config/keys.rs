@@ -102,6 +102,20 @@ const I64_MAX: &str = "9223372036854775807";
 const COMPACTION: &str = "it applies to compacted topics, and cleanup.policy=compact is not supported yet";
 const TIERED: &str = "tiered storage";
 
+/// A replication throttle list (`leader.` or `follower.replication.throttled.replicas`).
+const fn throttled(name: &'static str) -> ConfigKey {
+    ConfigKey {
+        name,
+        kind: ConfigType::List,
+        kafka_default: "",
+        check: Check::ThrottledReplicas,
+        synonyms: &[],
+        support: Support::NotYet { capability: "replication throttling", accepts: &[""] },
+        internal: false,
+        doc: "Replicas whose catch-up is throttled. Replication throttling is not supported yet.",
+    }
+}
+
 /// Every topic config DLog accepts, sorted by name (the order DescribeConfigs lists them).
 pub const TOPIC_CONFIGS: &[ConfigKey] = &[
     ConfigKey {
@@ -198,16 +212,7 @@ pub const TOPIC_CONFIGS: &[ConfigKey] = &[
         internal: false,
         doc: "fsync the log at least this often. DLog's default is 1000 (Kafka's: never).",
     },
-    ConfigKey {
-        name: "follower.replication.throttled.replicas",
-        kind: ConfigType::List,
-        kafka_default: "",
-        check: Check::ThrottledReplicas,
-        synonyms: &[],
-        support: Support::NotYet { capability: "replication throttling", accepts: &[""] },
-        internal: false,
-        doc: "Replicas whose catch-up is throttled. Replication throttling is not supported yet.",
-    },
+    throttled("follower.replication.throttled.replicas"),
     ConfigKey {
         name: "index.interval.bytes",
         kind: ConfigType::Int,
@@ -228,16 +233,7 @@ pub const TOPIC_CONFIGS: &[ConfigKey] = &[
         internal: true,
         doc: "For tests: a segment size below segment.bytes' 1 MiB floor; replaces segment.bytes when set.",
     },
-    ConfigKey {
-        name: "leader.replication.throttled.replicas",
-        kind: ConfigType::List,
-        kafka_default: "",
-        check: Check::ThrottledReplicas,
-        synonyms: &[],
-        support: Support::NotYet { capability: "replication throttling", accepts: &[""] },
-        internal: false,
-        doc: "Replicas whose catch-up is throttled. Replication throttling is not supported yet.",
-    },
+    throttled("leader.replication.throttled.replicas"),
     ConfigKey {
         name: "local.retention.bytes",
         kind: ConfigType::Long,

@@ -224,24 +224,13 @@ impl ConnectionLimits {
                 .or(file.queued_max_request_bytes)
                 .unwrap_or(d.queued_max_request_bytes),
         };
-        let within = |flag: &str, v: usize, range: std::ops::RangeInclusive<usize>| {
-            if range.contains(&v) {
-                Ok(())
-            } else {
-                Err(ConfigProblem(format!(
-                    "--{flag} ({}): {v} is not between {} and {}",
-                    flag.replace('-', "_"),
-                    range.start(),
-                    range.end()
-                )))
-            }
-        };
-        within("max-connections", l.max_connections, 1..=1_000_000)?;
-        within("max-connections-per-ip", l.max_connections_per_ip, 1..=1_000_000)?;
-        within("connections-max-idle-ms", l.idle.as_millis() as usize, 100..=86_400_000)?;
-        within("socket-request-max-bytes", l.socket_request_max_bytes, 1024..=i32::MAX as usize)?;
+        let within = |key: &str, v: usize, range| in_range(key, v, range, "").map(|_| ());
+        within("max_connections", l.max_connections, 1..=1_000_000)?;
+        within("max_connections_per_ip", l.max_connections_per_ip, 1..=1_000_000)?;
+        within("connections_max_idle_ms", l.idle.as_millis() as usize, 100..=86_400_000)?;
+        within("socket_request_max_bytes", l.socket_request_max_bytes, 1024..=i32::MAX as usize)?;
         // The budget is taken a frame at a time: it must hold the largest frame.
-        within("queued-max-request-bytes", l.queued_max_request_bytes, l.socket_request_max_bytes..=1 << 40)?;
+        within("queued_max_request_bytes", l.queued_max_request_bytes, l.socket_request_max_bytes..=1 << 40)?;
         Ok(l)
     }
 }
@@ -301,16 +290,7 @@ impl ClusterTimings {
                   default: Duration,
                   range: std::ops::RangeInclusive<u64>| {
             let v = arg.or(key).unwrap_or(default.as_millis() as u64);
-            if range.contains(&v) {
-                Ok(Duration::from_millis(v))
-            } else {
-                Err(ConfigProblem(format!(
-                    "--{} ({name}): {v} ms is not between {} and {} ms",
-                    name.replace('_', "-"),
-                    range.start(),
-                    range.end()
-                )))
-            }
+            in_range(name, v, range, " ms").map(Duration::from_millis)
         };
         let t = ClusterTimings {
             broker_session: ms(
@@ -350,12 +330,7 @@ impl ClusterTimings {
                 100..=600_000,
             )?,
         };
-        if !(1..=100).contains(&t.ping_misses) {
-            return Err(ConfigProblem(format!(
-                "--failure-detector-misses (failure_detector_misses): {} is not between 1 and 100",
-                t.ping_misses
-            )));
-        }
+        in_range("failure_detector_misses", t.ping_misses, 1..=100, "")?;
         if t.broker_heartbeat * 2 > t.broker_session {
             return Err(ConfigProblem(format!(
                 "--broker-heartbeat-interval-ms ({} ms) must be at most half of --broker-session-timeout-ms ({} ms)",
@@ -394,6 +369,26 @@ pub fn parse_cluster_nodes(what: &str, value: &str) -> Result<BTreeMap<NodeId, S
         return Err(ConfigProblem(format!("{what}: {value:?} names no node")));
     }
     Ok(nodes)
+}
+
+/// `v` when `range` holds it; else a problem naming the flag and the key (`key` is the
+/// config key, `max_connections`; the flag is `--max-connections`) and the range.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    v: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigProblem> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigProblem(format!(
+            "--{} ({key}): {v}{unit} is not between {} and {}{unit}",
+            key.replace('_', "-"),
+            range.start(),
+            range.end()
+        )))
+    }
 }
 
 /// A configuration problem, naming its source.
