@@ -253,6 +253,23 @@ fn rich_bodies(key: ApiKey) -> Vec<RequestKind> {
                 .with_partitions(vec![p]);
             vec![RequestKind::DeleteRecords(km::DeleteRecordsRequest::default().with_topics(vec![t]))]
         }
+        ApiKey::DescribeTopicPartitions => {
+            let cursor = km::describe_topic_partitions_request::Cursor::default()
+                .with_topic_name(topic("t"))
+                .with_partition_index(1);
+            let t = km::describe_topic_partitions_request::TopicRequest::default().with_name(topic("t"));
+            vec![RequestKind::DescribeTopicPartitions(
+                km::DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![t])
+                    .with_response_partition_limit(1)
+                    .with_cursor(Some(cursor)),
+            )]
+        }
+        ApiKey::ListConfigResources => {
+            vec![RequestKind::ListConfigResources(
+                km::ListConfigResourcesRequest::default().with_resource_types(vec![2, 4]),
+            )]
+        }
         _ => Vec::new(),
     }
 }
@@ -289,6 +306,8 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
+        ApiKey::ListConfigResources => RequestKind::ListConfigResources(Default::default()),
         _ => return None,
     })
 }

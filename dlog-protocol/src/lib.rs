@@ -11,8 +11,12 @@
 //! [`control::leader_change_batch`] builds the control batch a new leader appends to
 //! open its epoch.
 //!
+//! [`acl`] holds Kafka's resource types and operations and the "authorized operations"
+//! bit field responses carry.
+//!
 //! Storage and consensus never see these types: the server's handlers translate.
 
+pub mod acl;
 pub mod codec;
 pub mod control;
 pub mod errors;

@@ -19,10 +19,13 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 /// Every API the broker answers. Ranges start where the `kafka-protocol` crate starts
 /// and end at Kafka 4.1's newest, unless a comment says why not.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    api(ApiKey::Produce, 3, 12),
+    // v13 names topics by id (KIP-516).
+    api(ApiKey::Produce, 3, 13),
     // Fetch v13+ names topics by id only; supported, topic ids are stable per topic.
     api(ApiKey::Fetch, 4, 17),
-    api(ApiKey::ListOffsets, 1, 9),
+    // v10 adds a timeout for offsets held in remote storage (KIP-1075); DLog answers
+    // from local segments and has nothing to wait for.
+    api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
@@ -55,6 +58,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // Metadata paged by partitions (KIP-966), as Kafka 4 admin clients describe topics.
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    // v0 was ListClientMetricsResources (KIP-714); v1 lists topics, brokers, groups too.
+    api(ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported version range of `key`, or `None` if DLog does not answer it.

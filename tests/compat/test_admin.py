@@ -325,3 +325,66 @@ def test_ck_legacy_alter_configs_replaces_overrides(broker, topic_name):
     cfg = wait_until(applied, T, "AlterConfigs result visible")
     assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
     assert cfg["segment.bytes"].value != "4194304"
+
+
+# --- answers Kafka 4 admin clients check -------------------------------------------------------
+
+def test_ck_authorized_operations_when_asked(broker, topic_name):
+    """KIP-430: asked for, the operations the caller may perform, which with no ACL denying
+    anything is every operation of the resource type (librdkafka's 0081 DescribeCluster and
+    DescribeTopics check the counts). Not asked for, none are reported."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicCollection, TopicPartition
+    admin = ck_admin(broker)
+    create_topic(broker, topic_name, 1)
+    cluster = admin.describe_cluster(include_authorized_operations=True, request_timeout=T).result(timeout=T)
+    assert {op.name for op in cluster.authorized_operations} == {
+        "CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER",
+        "DESCRIBE"}
+    topics = admin.describe_topics(TopicCollection([topic_name]), include_authorized_operations=True,
+                                   request_timeout=T)
+    described = topics[topic_name].result(timeout=T)
+    assert {op.name for op in described.authorized_operations} == {
+        "READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+    plain = admin.describe_topics(TopicCollection([topic_name]), request_timeout=T)[topic_name].result(timeout=T)
+    assert not plain.authorized_operations
+    group = f"ops-{uuid.uuid4().hex[:8]}"
+    commit = ConsumerGroupTopicPartitions(group, [TopicPartition(topic_name, 0, 0)])
+    admin.alter_consumer_group_offsets([commit], request_timeout=T)[group].result(timeout=T)
+    groups = admin.describe_consumer_groups([group], include_authorized_operations=True, request_timeout=T)
+    g = groups[group].result(timeout=T)
+    assert {op.name for op in g.authorized_operations} == {
+        "READ", "DESCRIBE", "DELETE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+
+
+def test_kp_describe_topic_partitions_pages_by_partition(broker, kp_admin, topic_name):
+    """DescribeTopicPartitions (KIP-966): topics in name order, paged by a partition
+    limit; the cursor names the next partition, or the next topic when a page ends at a
+    topic's end; a named unknown topic answers its error without using up the limit."""
+    a, b = f"{topic_name}-a", f"{topic_name}-b"
+    create_topic(broker, a, 3)
+    create_topic(broker, b, 2)
+    absent = f"{topic_name}-zz"
+
+    def page(topics, limit, cursor=None):
+        r = kp_admin.describe_topic_partitions(topics, response_partition_limit=limit, cursor=cursor)
+        got = [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]]) for t in r["topics"]]
+        return got, r["next_cursor"]
+
+    got, cursor = page([b, a, absent], 2)
+    assert got == [(a, 0, [0, 1])] and cursor == {"topic_name": a, "partition_index": 2}
+    got, cursor = page([b, a, absent], 1, cursor)
+    assert got == [(a, 0, [2])] and cursor == {"topic_name": b, "partition_index": 0}
+    got, cursor = page([b, a, absent], 10, cursor)
+    assert got == [(b, 0, [0, 1]), (absent, 3, [])] and cursor is None
+    r = kp_admin.describe_topic_partitions([a])
+    t = r["topics"][0]
+    assert all(p["leader_id"] >= 0 and p["replica_nodes"] and p["isr_nodes"] for p in t["partitions"])
+    assert t["topic_authorized_operations"] == 0x0DF8 and not t["is_internal"]
+
+
+def test_kp_list_config_resources(broker, kp_admin, topic_name):
+    """ListConfigResources (KIP-1142): every broker and every topic, among others."""
+    create_topic(broker, topic_name, 1)
+    listed = kp_admin.list_config_resources()
+    assert listed.get("broker"), listed
+    assert topic_name in listed.get("topic", [])

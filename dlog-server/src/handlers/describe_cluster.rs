@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use dlog_protocol::acl::{authorized_operations, ResourceType};
 use dlog_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use dlog_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
@@ -41,5 +42,8 @@ pub fn handle(shard: &Rc<Shard>, request: DescribeClusterRequest) -> DescribeClu
         .with_cluster_id(wire(&shard.shared.cluster_id))
         .with_controller_id(controller)
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(authorized_operations(
+            ResourceType::Cluster,
+            request.include_cluster_authorized_operations,
+        ))
 }

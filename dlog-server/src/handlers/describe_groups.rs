@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use dlog_core::Error;
+use dlog_protocol::acl::{authorized_operations, ResourceType};
 use dlog_protocol::errors::error_code;
 use dlog_protocol::kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use dlog_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -13,12 +14,10 @@ use super::wire;
 use crate::groups::{self, state::MemberView};
 use crate::shard::Shard;
 
-/// "Authorized operations not requested", as Kafka encodes it.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
 type Described = (&'static str, String, String, Vec<MemberView>);
 
 pub async fn handle(shard: &Rc<Shard>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let operations = authorized_operations(ResourceType::Group, request.include_authorized_operations);
     let mut out = Vec::with_capacity(request.groups.len());
     for group_id in request.groups {
         let id = group_id.0.to_string();
@@ -45,10 +44,11 @@ pub async fn handle(shard: &Rc<Shard>, request: DescribeGroupsRequest, version: 
             Ok(d)
         })
         .await;
-        let g =
-            DescribedGroup::default().with_group_id(group_id).with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        let g = DescribedGroup::default().with_group_id(group_id);
         out.push(match described {
+            // As Kafka: the operations are answered for groups described without error.
             Ok((state, protocol_type, protocol, members)) => g
+                .with_authorized_operations(operations)
                 .with_group_state(wire(state))
                 .with_protocol_type(wire(&protocol_type))
                 .with_protocol_data(wire(&protocol))

@@ -2,8 +2,12 @@
 //! leader, replicas and in-sync replicas. Unknown topics are auto-created when both the
 //! broker (`auto.create.topics.enable`) and the request allow it.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
+use dlog_core::NodeId;
+
+use dlog_protocol::acl::{authorized_operations, ResourceType};
 use dlog_protocol::errors::{error_code, ResponseError};
 use dlog_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -14,14 +18,14 @@ use super::{topic_admin, wire, wire_topic, wire_uuid};
 use crate::shard::Shard;
 use crate::topics::{validate_topic_name, TopicMeta};
 
-/// "Authorized operations not requested", as Kafka encodes it.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let config = &shard.shared.config;
     let node = BrokerId(config.node_id.0);
     // Before v4 there is no flag and requests may always auto-create.
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let topic_operations = authorized_operations(ResourceType::Topic, request.include_topic_authorized_operations);
+    let cluster_operations =
+        authorized_operations(ResourceType::Cluster, request.include_cluster_authorized_operations);
     let names: Vec<String> = match request.topics {
         // v0 uses an empty list for "all topics"; v1+ uses null.
         None => all_topics(shard),
@@ -29,15 +33,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         Some(topics) => {
             let mut names = Vec::with_capacity(topics.len());
             for t in topics {
-                match (
-                    t.name,
-                    shard
-                        .shared
-                        .topics
-                        .read()
-                        .expect("topic registry lock")
-                        .name_of(dlog_core::TopicId(*t.topic_id.as_bytes())),
-                ) {
+                match (t.name, super::topic_name_of(shard, t.topic_id)) {
                     (Some(n), _) => names.push(n.0.to_string()),
                     (None, Some(n)) => names.push(n.to_string()),
                     (None, None) => {}
@@ -46,10 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             names
         }
     };
-    let live: std::collections::BTreeSet<dlog_core::NodeId> = match &shard.shared.cluster {
-        Some(c) => c.brokers().iter().map(|b| b.id).collect(),
-        None => [shard.shared.config.node_id].into(),
-    };
+    let live = live_brokers(shard);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         let result = match validate_topic_name(&name) {
@@ -57,11 +50,11 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             Err(e) => Err(e),
         };
         topics.push(match result {
-            Ok(meta) => describe(&meta, &live),
+            Ok(meta) => describe(&meta, &live).with_topic_authorized_operations(topic_operations),
             Err(e) => MetadataResponseTopic::default()
                 .with_error_code(error_code(&e))
                 .with_name(Some(wire_topic(&name)))
-                .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                .with_topic_authorized_operations(topic_operations),
         });
     }
     let (brokers, controller) = match &shard.shared.cluster {
@@ -112,44 +105,79 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         .with_cluster_id(Some(wire(&shard.shared.cluster_id)))
         .with_controller_id(controller)
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_operations)
 }
 
-fn all_topics(shard: &Rc<Shard>) -> Vec<String> {
+/// Every topic this node knows, by name.
+pub fn all_topics(shard: &Shard) -> Vec<String> {
     shard.shared.topics.read().expect("topic registry lock").list().map(|t| t.name.to_string()).collect()
 }
 
-/// A topic's partitions as its assignments say; an offline partition (no leader)
-/// answers LEADER_NOT_AVAILABLE with leader -1. The in-sync replicas (ISR) are those
+/// The brokers this node counts as live: the registered ones in a cluster, itself alone.
+pub fn live_brokers(shard: &Shard) -> BTreeSet<NodeId> {
+    match &shard.shared.cluster {
+        Some(c) => c.brokers().iter().map(|b| b.id).collect(),
+        None => [shard.shared.config.node_id].into(),
+    }
+}
+
+/// One partition as Metadata and DescribeTopicPartitions show it.
+pub struct PartitionView {
+    pub index: i32,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// The replicas on brokers that are not live.
+    pub offline: Vec<BrokerId>,
+}
+
+/// A topic's partitions as its assignments say. The in-sync replicas (ISR) are those
 /// the leader counts in its write quorum, as it reported them to the controller (until
 /// its first report, the leader alone); replicas of brokers not live are offline.
-fn describe(meta: &TopicMeta, live: &std::collections::BTreeSet<dlog_core::NodeId>) -> MetadataResponseTopic {
-    let partitions = meta
-        .assignments
-        .iter()
-        .enumerate()
-        .map(|(p, a)| {
-            let replicas: Vec<BrokerId> = a.replicas.iter().map(|r| BrokerId(r.0)).collect();
-            let isr: Vec<BrokerId> = a.shown_isr(live).into_iter().map(|r| BrokerId(r.0)).collect();
-            let offline: Vec<BrokerId> =
-                replicas.iter().copied().filter(|r| !live.contains(&dlog_core::NodeId(r.0))).collect();
+pub fn partition_views<'a>(
+    meta: &'a TopicMeta,
+    live: &'a BTreeSet<NodeId>,
+) -> impl Iterator<Item = PartitionView> + 'a {
+    meta.assignments.iter().enumerate().map(move |(p, a)| {
+        let replicas: Vec<BrokerId> = a.replicas.iter().map(|r| BrokerId(r.0)).collect();
+        PartitionView {
+            index: p as i32,
+            leader: a.leader.map(|l| BrokerId(l.0)),
+            leader_epoch: a.leader_epoch.0,
+            isr: a.shown_isr(live).into_iter().map(|r| BrokerId(r.0)).collect(),
+            offline: replicas.iter().copied().filter(|r| !live.contains(&NodeId(r.0))).collect(),
+            replicas,
+        }
+    })
+}
+
+/// True for the topics Kafka calls internal.
+pub fn is_internal(topic: &str) -> bool {
+    topic == crate::groups::OFFSETS_TOPIC
+}
+
+/// A topic as Metadata shows it; an offline partition (no leader) answers
+/// LEADER_NOT_AVAILABLE with leader -1 and every replica offline.
+fn describe(meta: &TopicMeta, live: &BTreeSet<NodeId>) -> MetadataResponseTopic {
+    let partitions = partition_views(meta, live)
+        .map(|v| {
             let partition = MetadataResponsePartition::default()
-                .with_partition_index(p as i32)
-                .with_leader_epoch(a.leader_epoch.0)
-                .with_replica_nodes(replicas.clone());
-            match a.leader {
-                Some(l) => partition.with_leader_id(BrokerId(l.0)).with_isr_nodes(isr).with_offline_replicas(offline),
+                .with_partition_index(v.index)
+                .with_leader_epoch(v.leader_epoch)
+                .with_replica_nodes(v.replicas.clone());
+            match v.leader {
+                Some(l) => partition.with_leader_id(l).with_isr_nodes(v.isr).with_offline_replicas(v.offline),
                 None => partition
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
-                    .with_offline_replicas(replicas),
+                    .with_offline_replicas(v.replicas),
             }
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(wire_topic(&meta.name)))
         .with_topic_id(wire_uuid(meta.id))
-        .with_is_internal(&*meta.name == crate::groups::OFFSETS_TOPIC)
+        .with_is_internal(is_internal(&meta.name))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

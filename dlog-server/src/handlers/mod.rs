@@ -15,6 +15,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -22,6 +23,7 @@ pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -142,6 +144,12 @@ pub async fn dispatch(shard: &Rc<Shard>, request: Request, peer: std::net::Socke
         }
         RequestKind::DeleteGroups(r) => Reply::now(ResponseKind::DeleteGroups(delete_groups::handle(shard, r).await)),
         RequestKind::OffsetDelete(r) => Reply::now(ResponseKind::OffsetDelete(offset_delete::handle(shard, r).await)),
+        RequestKind::DescribeTopicPartitions(r) => {
+            Reply::now(ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(shard, r).await))
+        }
+        RequestKind::ListConfigResources(r) => {
+            Reply::now(ResponseKind::ListConfigResources(list_config_resources::handle(shard, r, version)))
+        }
         other => {
             // The codec admits only registry APIs; reaching here is a registry/dispatch mismatch.
             tracing::error!(?api_key, "no handler for a registered API");
@@ -197,6 +205,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "describe_groups",
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::OffsetDelete => "offset_delete",
+        ApiKey::DescribeTopicPartitions => "describe_topic_partitions",
+        ApiKey::ListConfigResources => "list_config_resources",
         _ => "other",
     }
 }
@@ -219,6 +229,12 @@ pub fn error_message<T>(r: &dlog_core::Result<T>) -> Option<StrBytes> {
 /// Converts a topic id to the wire's UUID.
 pub fn wire_uuid(id: dlog_core::TopicId) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id.0)
+}
+
+/// The name of the topic a request names by id (Fetch v13+, Produce v13+, Metadata
+/// v10+), or `None` when no topic has that id.
+pub fn topic_name_of(shard: &Shard, id: uuid::Uuid) -> Option<std::sync::Arc<str>> {
+    shard.shared.topics.read().expect("topic registry lock").name_of(dlog_core::TopicId(*id.as_bytes()))
 }
 
 /// A request's own `timeout_ms` as the deadline of every wait it causes (at most five

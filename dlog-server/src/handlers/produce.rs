@@ -28,7 +28,7 @@ struct Appended {
     durable: Option<DurableReceiver>,
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -> Reply {
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
         let body = error_response(&request, ResponseError::InvalidRequiredAcks.code(), "acks must be -1, 0 or 1");
@@ -42,22 +42,30 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 300_000) as u64);
     let mut results = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
-        let name = topic.name.0.to_string();
+        // v13+ names topics by id (KIP-516); an id no topic has answers UNKNOWN_TOPIC_ID.
+        let name = if version >= 13 {
+            super::topic_name_of(shard, topic.topic_id)
+        } else {
+            Some(topic.name.0.to_string().into())
+        };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
-            let outcome = append_partition(shard, &name, p.index, p.records, acks).await;
+            let outcome = match &name {
+                Some(name) => append_partition(shard, name, p.index, p.records, acks).await,
+                None => Err(Error::UnknownTopicId(topic.topic_id.to_string())),
+            };
             metrics::counter!("dlog_produce_partitions_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
                 .increment(1);
             partitions.push((p.index, outcome));
         }
-        results.push((topic.name, partitions));
+        results.push((topic.name, topic.topic_id, partitions));
     }
     if acks == 0 {
         return Reply::Nothing;
     }
     Reply::Later(Box::pin(async move {
         let mut responses = Vec::with_capacity(results.len());
-        for (name, partitions) in results {
+        for (name, topic_id, partitions) in results {
             let mut out = Vec::with_capacity(partitions.len());
             for (index, outcome) in partitions {
                 let outcome = match outcome {
@@ -77,7 +85,9 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, _version: i16) -
                 };
                 out.push(partition_response(index, outcome));
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
+            responses.push(
+                TopicProduceResponse::default().with_name(name).with_topic_id(topic_id).with_partition_responses(out),
+            );
         }
         ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
     }))
@@ -206,7 +216,10 @@ fn error_response(request: &ProduceRequest, code: i16, message: &str) -> Produce
                         .with_log_start_offset(-1)
                 })
                 .collect();
-            TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions)
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(partitions)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)

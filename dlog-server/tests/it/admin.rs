@@ -97,4 +97,42 @@ fn describe_cluster_names_this_broker() {
     assert_eq!(resp.brokers.len(), 1);
     assert_eq!(resp.brokers[0].port as u16, t.broker.as_ref().unwrap().local_addr.port());
     assert!(!resp.cluster_id.is_empty());
+    assert_eq!(resp.cluster_authorized_operations, i32::MIN, "not asked: omitted");
+}
+
+/// KIP-430: asked for, the operations the caller may perform come back as Kafka's bit
+/// field; with no authorizer that is every operation the resource type supports
+/// (Kafka 4.1 without `authorizer.class.name` answers the same values).
+#[test]
+fn authorized_operations_are_answered_when_asked() {
+    use dlog_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use dlog_protocol::kafka_protocol::messages::MetadataRequest;
+    const CLUSTER: i32 = 0x1fa0; // create, alter, describe, cluster action, describe/alter configs, idempotent write
+    const TOPIC: i32 = 0x0df8; // read, write, create, delete, alter, describe, describe/alter configs
+    let t = TestBroker::start();
+    let mut c = t.client();
+    assert_eq!(create_topic(&mut c, "ops", 1, &[]), 0);
+    let request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    let resp = c.call_any(ApiKey::DescribeCluster, request).unwrap();
+    assert_eq!(resp.cluster_authorized_operations, CLUSTER);
+    for version in [8, 10, 12] {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name("ops"))),
+                MetadataRequestTopic::default().with_name(Some(topic_name("absent"))),
+            ]))
+            .with_allow_auto_topic_creation(false)
+            .with_include_cluster_authorized_operations(version <= 10)
+            .with_include_topic_authorized_operations(true);
+        let resp = c.call_version(request, version).unwrap();
+        let ops: Vec<(i16, i32)> = resp.topics.iter().map(|t| (t.error_code, t.topic_authorized_operations)).collect();
+        assert_eq!(ops, vec![(0, TOPIC), (3, TOPIC)], "Metadata v{version}");
+        let cluster = if version <= 10 { CLUSTER } else { i32::MIN };
+        assert_eq!(resp.cluster_authorized_operations, cluster, "Metadata v{version}");
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name("ops")))]));
+        let resp = c.call_version(request, version).unwrap();
+        assert_eq!(resp.topics[0].topic_authorized_operations, i32::MIN, "Metadata v{version}, not asked");
+        assert_eq!(resp.cluster_authorized_operations, i32::MIN, "Metadata v{version}, not asked");
+    }
 }

@@ -289,6 +289,15 @@ fn groups_are_listed_described_and_deleted() {
     assert_eq!(r.groups[0].members[0].client_id.to_string(), "dlog-cli");
     assert_eq!(r.groups[0].members[0].group_instance_id.as_ref().map(|i| i.to_string()).as_deref(), Some("i1"));
     assert_eq!((r.groups[1].error_code, r.groups[1].group_state.to_string()), (69, "Dead".to_string()));
+    assert_eq!(r.groups[0].authorized_operations, i32::MIN, "not asked: omitted");
+    // Asked (KIP-430): with no authorizer every group operation, for groups described
+    // without error, as Kafka 4.1 answers.
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(s("live")), GroupId(s("nope"))])
+        .with_include_authorized_operations(true);
+    let r = c.call_any(ApiKey::DescribeGroups, request).unwrap();
+    assert_eq!((r.groups[0].error_code, r.groups[0].authorized_operations), (0, 0x0d48));
+    assert_eq!((r.groups[1].error_code, r.groups[1].authorized_operations), (69, i32::MIN));
 
     let request = OffsetDeleteRequest::default().with_group_id(GroupId(s("idle"))).with_topics(vec![
         OffsetDeleteRequestTopic::default()

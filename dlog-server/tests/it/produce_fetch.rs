@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use dlog_protocol::kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use dlog_protocol::kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest};
+use dlog_protocol::kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, ProduceRequest};
 
 use super::*;
 
@@ -27,7 +27,7 @@ fn list_offsets_answers_every_supported_version() {
     assert_eq!(create_topic(&mut c, "versions", 1, &[]), 0);
     let mut records: Vec<_> = (0..3).map(|j| record("k", &format!("v{j}"), 1000 + j)).collect();
     produce(&mut c, "versions", 0, batch(&mut records, Compression::None));
-    for version in 1..=9 {
+    for version in 1..=10 {
         for (spec, want) in [(-2, 0), (-1, 3)] {
             let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
                 ListOffsetsTopic::default().with_name(topic_name("versions")).with_partitions(vec![
@@ -158,6 +158,42 @@ fn bad_produce_requests_get_kafka_errors() {
     assert_eq!(r.responses[0].partition_responses[0].base_offset, 0);
     let (err, _, _) = fetch(&mut c, "strict", 0, 99, 0);
     assert_eq!(err, 1, "OFFSET_OUT_OF_RANGE");
+}
+
+/// Produce v13 names topics by id (KIP-516), as Fetch v13+ does; an id no topic has
+/// answers UNKNOWN_TOPIC_ID and appends nothing, and the answer names the topic by id.
+#[test]
+fn produce_v13_names_topics_by_id() {
+    use dlog_protocol::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let t = TestBroker::start();
+    let mut c = t.client();
+    assert_eq!(create_topic(&mut c, "by-id", 1, &[]), 0);
+    let id = c.metadata(Some(&["by-id"]), false).unwrap().topics[0].topic_id;
+    assert!(!id.is_nil());
+    let by_id = |topic_id: uuid::Uuid, value: &str| {
+        let mut records = vec![record("k", value, 1)];
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+            TopicProduceData::default().with_topic_id(topic_id).with_partition_data(vec![
+                PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&mut records, Compression::None))),
+            ]),
+        ])
+    };
+    let r = c.call_version(by_id(id, "first"), 13).unwrap();
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(
+        (r.responses[0].partition_responses[0].error_code, r.responses[0].partition_responses[0].base_offset),
+        (0, 0)
+    );
+    let r = c.call_version(by_id(uuid::Uuid::from_u128(7), "lost"), 13).unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    let mut records = vec![record("k", "second", 1)];
+    let r = produce(&mut c, "by-id", 0, batch(&mut records, Compression::None));
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 1, "by name, the same log");
+    let (_, _, bytes) = fetch(&mut c, "by-id", 0, 0, 0);
+    let values: Vec<String> = decode(&bytes).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, ["first", "second"]);
 }
 
 #[test]
