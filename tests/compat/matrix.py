@@ -615,7 +615,7 @@ def record_results(target: str, client_results: dict, **fields):
     entry.update(when=datetime.date.today().isoformat(), **fields)
     for client, steps in client_results.items():
         entry["clients"][client] = {k: list(v) for k, v in steps.items()}
-    COMPAT_DOC.write_text(render(results))
+    COMPAT_DOC.write_text(render(results) + hand_written())
     print("\n" + text_table(target, entry["clients"]))
     print(f"written to {COMPAT_DOC.relative_to(REPO)}")
 
@@ -634,8 +634,20 @@ def load_results() -> dict:
     return {}
 
 
+def hand_written() -> str:
+    """What follows the data line in docs/COMPATIBILITY.md: the sections people write
+    (differences written down as intended, the peer suites), kept as they are."""
+    try:
+        text = COMPAT_DOC.read_text()
+    except OSError:
+        return ""
+    head, mark, tail = text.partition("\n" + _DATA_MARK)
+    return tail.split("\n", 1)[1] if mark and "\n" in tail else ""
+
+
 def render(results: dict) -> str:
-    """results: {target: {"when": str, "clients": {client: {step: [status, detail]}}}}"""
+    """The generated part of docs/COMPATIBILITY.md, up to and including its data line.
+    results: {target: {"when": str, "clients": {client: {step: [status, detail]}}}}"""
     lines = [
         "# Client compatibility matrix",
         "",
@@ -645,7 +657,8 @@ def render(results: dict) -> str:
         "compressed records, a group of 3 with a member leaving and rejoining, a broker SIGKILL",
         "and restart mid-stream, then the checks below. `pass`/`FAIL` per step; `n/a` where the",
         "client's defaults make the check meaningless (a non-idempotent producer may write a",
-        "retried record twice, on Kafka too); `skip` where an earlier step failed.",
+        "retried record twice, on Kafka too); `skip` where an earlier step failed. The sections",
+        "after the results are written by hand and kept when the results are recorded again.",
         "",
     ]
     clients = list(CLIENTS)
@@ -685,21 +698,6 @@ def render(results: dict) -> str:
                     notes.append(f"- {c}, {label}: {status}: {detail.splitlines()[0][:300]}")
         if notes:
             lines += ["Notes:", "", *notes, ""]
-    lines += [
-        "## Differences written down as intended",
-        "",
-        "- DescribeConfigs lists the topic configs DLog implements (12), where Kafka lists",
-        "  every config it knows (33); each listed one means the same as in Kafka.",
-        "- `flush.ms` defaults to 1000 (DLog fsyncs at least every second) where Kafka's is",
-        "  Long.MAX_VALUE (Kafka relies on replication alone).",
-        "- The broker restart takes DLog about 0.1 s and Kafka 14-20 s here, so clients with",
-        "  short default retries (sarama: 3 x 100 ms; kafkajs) fail some records against",
-        "  Kafka and none against DLog; those records were never acknowledged.",
-        "- Drivers deviate from client defaults only where the scenario needs it: offset",
-        "  reset to earliest, automatic commits off (the driver commits after each poll),",
-        "  franz-go blocks rebalances between a poll and its commit, the compression codec.",
-        "",
-    ]
     lines.append(_DATA_MARK + json.dumps(results, sort_keys=True) + " -->")
     return "\n".join(lines) + "\n"
 
