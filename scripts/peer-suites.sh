@@ -34,9 +34,10 @@
 # tests that call them (KAFKA_PATH), against either target.
 #
 # Environment: DLOG_CACHE_DIR, DLOG_BIN (default $CARGO_TARGET_DIR/debug/dlog or
-# target/debug/dlog), CARGO_HOME (default ~/.cargo), PEER_MAKE_JOBS (default 1),
+# target/debug/dlog), CARGO_HOME (default ~/.cargo), PEER_MAKE_JOBS (default 2),
 # PEER_TIMEOUT_MULTIPLIER (librdkafka's test.timeout.multiplier, default 2),
 # PEER_RDK_TIMEOUT (hard limit per librdkafka test number, seconds, default 120),
+# PEER_RDK_JOBS (librdkafka list entries run at once, default 3),
 # PEER_KP_TEST_TIMEOUT (per kafka-python test, default 30), PEER_KP_TIMEOUT (whole
 # kafka-python run, default 420), PEER_KAFKA_PYTHON_VERSION (default 3.0.12),
 # PEER_DEFAULT_PARTITIONS (the broker's default partition count, default 4),
@@ -54,9 +55,10 @@ RDK_LIST="${PEER_LIBRDKAFKA_LIST:-$PEER_TESTS/librdkafka-tests.txt}"
 GAPS_FILE="$PEER_TESTS/known-gaps.txt"
 KAFKA_SH="$REPO/scripts/kafka.sh"
 KP_VERSION="${PEER_KAFKA_PYTHON_VERSION:-3.0.12}"
-MAKE_JOBS="${PEER_MAKE_JOBS:-1}"
+MAKE_JOBS="${PEER_MAKE_JOBS:-2}"
 TIMEOUT_MULT="${PEER_TIMEOUT_MULTIPLIER:-2}"
 RDK_TIMEOUT="${PEER_RDK_TIMEOUT:-120}"
+RDK_JOBS="${PEER_RDK_JOBS:-3}"
 KP_TEST_TIMEOUT="${PEER_KP_TEST_TIMEOUT:-30}"
 KP_TIMEOUT="${PEER_KP_TIMEOUT:-420}"
 DEFAULT_PARTITIONS="${PEER_DEFAULT_PARTITIONS:-4}"
@@ -353,6 +355,43 @@ for name, status, secs, detail in out:
 PY
 }
 
+# One line of the curated list, run in the background: test-runner under a hard
+# timeout, its log parsed into DIR/logs/LF.jsonl. A broker that died meanwhile turns the
+# entry's results into failures.
+rdk_entry() { # dir number subtests quick-flag timeout log-name kafka-path "n/total"
+  local dir="$1" num="$2" subtests="$3" quick="$4" tmo="$5" lf="$6" kpath="$7" tl=$SECONDS rc note=""
+  # timeout is the child (not the runner), so a runner that aborts on a failed
+  # assertion is an exit status here, not a shell job message
+  # (the braces take the shell's own "Aborted" report of a runner that aborts: its
+  # status is what counts)
+  { (cd "$dir/work" && exec timeout -k 10 "$tmo" env -u CI TESTS="$num" \
+     ${subtests:+SUBTESTS="$subtests"} RDKAFKA_TEST_CONF="$dir/test.conf" \
+     TEST_KAFKA_VERSION="$KAFKA_VERSION" ${kpath:+KAFKA_PATH="$kpath"} \
+     BROKERS="127.0.0.1:$BROKER_PORT" \
+     LD_LIBRARY_PATH="$RDK_DIR/src:$RDK_DIR/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+     "$RDK_DIR/tests/test-runner" -p1 -L -E $quick) >"$dir/logs/$lf.log" 2>&1 </dev/null; } 2>/dev/null
+  rc=$?
+  pid_alive "$BROKER_PID" || note="the $TARGET broker exited during the test (see broker/broker.log)"
+  rdk_parse "$num" "$dir/logs/$lf.log" "$rc" "$tmo" "$note" "$subtests" >"$dir/logs/$lf.jsonl"
+  "$PY" -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l); print("  %-45s %-4s %s" % (r["test"], r["status"], r["detail"][:100]))' \
+    <"$dir/logs/$lf.jsonl" >&2
+  log "librdkafka $num${subtests:+ [$subtests]} ($8) done in $((SECONDS - tl))s"
+}
+
+# Waits until fewer than $1 entries of `running` (pids of rdk_entry jobs) are alive.
+rdk_pool_wait() {
+  local p alive
+  while :; do
+    alive=()
+    for p in "${running[@]}"; do pid_alive "$p" && alive+=("$p"); done
+    running=("${alive[@]}")
+    ((${#running[@]} < $1)) && return 0
+    sleep 0.2
+  done
+}
+
 run_librdkafka() {
   local dir="$OUT/librdkafka"
   mkdir -p "$dir/logs" "$dir/work"
@@ -367,7 +406,7 @@ metadata.broker.list=127.0.0.1:$BROKER_PORT
 test.timeout.multiplier=$TIMEOUT_MULT
 test.topic.random=true
 CONF
-  local line num opts tmo subtests quick n=0 total
+  local line num opts tmo subtests quick solo n=0 total lf order=() running=()
   total="$(grep -oE '^[0-9]{4}' "$RDK_LIST" | { if [[ -n "$ONLY_TESTS" ]]; then grep -xF -f <(tr ',' '\n' <<<"$ONLY_TESTS"); else cat; fi; } | wc -l)"
   while IFS= read -r line; do
     line="${line%%#*}"
@@ -375,35 +414,36 @@ CONF
     [[ "$num" =~ ^[0-9]{4}$ ]] || continue
     if [[ -n "$ONLY_TESTS" && ",$ONLY_TESTS," != *",$num,"* ]]; then continue; fi
     n=$((n + 1))
-    tmo="$RDK_TIMEOUT" subtests="" quick=-Q
+    tmo="$RDK_TIMEOUT" subtests="" quick=-Q solo=0
     for o in $opts; do
       case "$o" in
         timeout=*) tmo="${o#timeout=}" ;;
         subtests=*) subtests="${o#subtests=}" ;;
         full) quick="" ;;
+        solo) solo=1 ;;
       esac
     done
     if ! broker_alive; then
-      log "broker not running before $num: restarting it"
+      rdk_pool_wait 1
+      broker_check
+      log "broker not running before $num${BROKER_NOTE:+ ($BROKER_NOTE)}: restarting it"
       broker_start "$dir/broker" || return 2
     fi
-    local tl=$SECONDS rc lf="$num${subtests:+-$subtests}"
-    # timeout is the child (not the runner), so a runner that aborts on a failed
-    # assertion is an exit status here, not a shell job message
-    (cd "$dir/work" && exec timeout -k 10 "$tmo" env -u CI TESTS="$num" \
-       ${subtests:+SUBTESTS="$subtests"} RDKAFKA_TEST_CONF="$dir/test.conf" \
-       TEST_KAFKA_VERSION="$KAFKA_VERSION" ${kpath:+KAFKA_PATH="$kpath"} \
-       BROKERS="127.0.0.1:$BROKER_PORT" \
-       LD_LIBRARY_PATH="$RDK_DIR/src:$RDK_DIR/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-       "$RDK_DIR/tests/test-runner" -p1 -L -E $quick) >"$dir/logs/$lf.log" 2>&1 </dev/null
-    rc=$?
-    broker_check
-    rdk_parse "$num" "$dir/logs/$lf.log" "$rc" "$tmo" "$BROKER_NOTE" "$subtests" | tee -a "$RESULTS" \
-      | "$PY" -c 'import json,sys
-for l in sys.stdin:
-    r = json.loads(l); print("  %-45s %-4s %s" % (r["test"], r["status"], r["detail"][:100]))' >&2
-    log "librdkafka $num${subtests:+ [$subtests]} ($n/$total) done in $((SECONDS - tl))s"
+    lf="$num${subtests:+-$subtests}"
+    order+=("$lf")
+    # PEER_RDK_JOBS entries at a time, as librdkafka's own runner runs its tests
+    # concurrently against one cluster (topics are random per test).
+    if ((solo)); then
+      rdk_pool_wait 1
+      rdk_entry "$dir" "$num" "$subtests" "$quick" "$tmo" "$lf" "$kpath" "$n/$total"
+    else
+      rdk_pool_wait "$RDK_JOBS"
+      rdk_entry "$dir" "$num" "$subtests" "$quick" "$tmo" "$lf" "$kpath" "$n/$total" &
+      running+=("$!")
+    fi
   done <"$RDK_LIST"
+  rdk_pool_wait 1
+  for lf in "${order[@]}"; do cat "$dir/logs/$lf.jsonl" 2>/dev/null; done >>"$RESULTS"
   BROKER_NOTE=""
   broker_stop
   [[ -z "$BROKER_NOTE" ]] || log "$BROKER_NOTE"
