@@ -70,6 +70,10 @@ impl CompressionType {
     }
 }
 
+/// Kafka's default `compression.lz4.level`, which its LZ4 writer takes to mean LZ4's fast
+/// compressor (every other level is LZ4HC at that level).
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+
 /// The codec and level a batch is recompressed with (`compression.<codec>.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compression {

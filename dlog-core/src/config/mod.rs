@@ -127,7 +127,7 @@ impl Default for TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
             compression_type: CompressionType::Producer,
             gzip_level: -1,
-            lz4_level: 9,
+            lz4_level: crate::codec::LZ4_DEFAULT_LEVEL,
             zstd_level: 3,
             unclean_leader_election: false,
             write_quorum: None,
