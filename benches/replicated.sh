@@ -34,6 +34,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where cargo puts release binaries (CARGO_TARGET_DIR when set, relative to ROOT).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+RELEASE_DIR="$TARGET_DIR/release"
 cd "$ROOT"
 
 REPRO="benches/replicated.sh"
@@ -92,8 +96,8 @@ fi
 log "building dlog-loadgen (release)"
 cargo build --release -p dlog-bench --bin dlog-loadgen >"$OUT/build-loadgen.log" 2>&1 \
   || { tail -n 30 "$OUT/build-loadgen.log" >&2; exit 1; }
-LOADGEN="$ROOT/target/release/dlog-loadgen"
-DLOG="$ROOT/target/release/dlog"
+LOADGEN="$RELEASE_DIR/dlog-loadgen"
+DLOG="$RELEASE_DIR/dlog"
 
 # ---- cluster control ----------------------------------------------------------------
 bootstrap() { local n s=""; for n in "${NODES[@]}"; do s+="${s:+,}127.0.0.1:${KPORT[$n]}"; done; echo "$s"; }

@@ -94,6 +94,12 @@ def main():
             return median(t, what, thr[t], "consume", "mib_per_sec")
         if what == "ready":
             return median(t, what, thr[t] + lat[t], "produce", "topic_ready_ms")
+        if what == "cpu":  # broker CPU seconds per GiB of record values produced and read back
+            tck = num(m.get("clk_tck")) or 100
+            gib = int(records) * int(rbytes) / 2**30
+            per = [{"v": ticks / tck / gib} for i in range(1, repeat + 1)
+                   if (ticks := num(f[t].get(f"throughput_cpu_ticks.{i}"))) is not None]
+            return median(t, what, per, "v")
         if what == "start":
             return num(f[t].get("start_ms"))
         if what == "idle":
@@ -123,6 +129,7 @@ def main():
         ("produce MiB/s", "produce", 1, f">= 150: {status(abs_ok)}; >= 1.5x Kafka: {status(rel_ok)}"),
         ("produce records/s", "produce_rps", 0, ""),
         ("consume MiB/s", "consume", 1, f">= 1.5x Kafka: {status(c_ok)}"),
+        ("broker CPU s per GiB (produce + read back)", "cpu", 2, "lower is better"),
     ]
     for q, label in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
         if int(lat_rate) > 0:

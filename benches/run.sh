@@ -26,16 +26,22 @@
 #   BENCH_TOPIC_CONFIGS [unset]    topic configs of the bench topic, KEY=VALUE,... on both brokers;
 #                                  compression.type=lz4 measures broker-side recompression
 #                                  (the producer sends uncompressed batches)
+#   BENCH_DISTINCT_VALUES [0]      1: every record its own incompressible value (otherwise one value
+#                                  for all, which a codec shrinks to almost nothing within a batch)
 #   BENCH_DLOG_BIN [unset]         run this dlog binary instead of building one (to compare
 #                                  two commits: build each, run each with BENCH_WRITE_DOC=0)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where cargo puts release binaries (CARGO_TARGET_DIR when set, relative to ROOT).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+RELEASE_DIR="$TARGET_DIR/release"
 cd "$ROOT"
 
 # The exact command, with every setting given in the environment.
 REPRO="benches/run.sh"
-for v in BENCH_TOPIC_CONFIGS BENCH_DLOG_BIN KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
+for v in BENCH_TOPIC_CONFIGS BENCH_DISTINCT_VALUES BENCH_DLOG_BIN KAFKA_VERSION KAFKA_HEAP BENCH_TARGETS BENCH_REPEAT BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_WARMUP_RECORDS \
          BENCH_ACKS BENCH_PARTITIONS BENCH_RECORD_BYTES BENCH_RECORDS; do
   if [[ -n "${!v+x}" ]]; then REPRO="$v=$(printf '%q' "${!v}") $REPRO"; fi
 done
@@ -55,6 +61,7 @@ RUN_TIMEOUT=600 # seconds, per loadgen invocation
 TOPIC_CONFIG_ARGS=()
 IFS=',' read -r -a _topic_configs <<<"${BENCH_TOPIC_CONFIGS:-}"
 for kv in ${_topic_configs[@]+"${_topic_configs[@]}"}; do if [[ -n "$kv" ]]; then TOPIC_CONFIG_ARGS+=(--topic-config "$kv"); fi; done
+if [[ "${BENCH_DISTINCT_VALUES:-0}" == 1 ]]; then TOPIC_CONFIG_ARGS+=(--distinct-values); fi
 
 log() { echo "bench: $*" >&2; }
 
@@ -91,7 +98,7 @@ timed_build() { # name cmd...
 # ---- build --------------------------------------------------------------------------
 : >"$OUT/build.facts"
 DLOG_BUILT=1
-DLOG_BIN="${BENCH_DLOG_BIN:-$ROOT/target/release/dlog}"
+DLOG_BIN="${BENCH_DLOG_BIN:-$RELEASE_DIR/dlog}"
 if [[ -n "${BENCH_DLOG_BIN:-}" ]]; then
   [[ -x "$DLOG_BIN" ]] || { log "BENCH_DLOG_BIN=$DLOG_BIN is not an executable"; exit 1; }
   log "using $DLOG_BIN (not building dlog)"
@@ -101,7 +108,7 @@ elif [[ " $TARGETS " == *" dlog "* ]]; then
 fi
 log "building dlog-loadgen (release)"
 timed_build loadgen cargo build --release -p dlog-bench --bin dlog-loadgen || { log "dlog-loadgen did not build"; exit 1; }
-LOADGEN="$ROOT/target/release/dlog-loadgen"
+LOADGEN="$RELEASE_DIR/dlog-loadgen"
 
 # ---- load ---------------------------------------------------------------------------
 loadgen() { # target name args...
@@ -119,6 +126,9 @@ loadgen() { # target name args...
   fi
 }
 
+# The CPU time (user + system, clock ticks) a process has used: the broker's share of a run.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; }
+
 run_load() { # target bootstrap pid
   local target="$1" bs="$2" pid="$3"
   if ((WARMUP > 0)); then
@@ -127,9 +137,11 @@ run_load() { # target bootstrap pid
       loadgen "$target" warmup-rate --bootstrap "$bs" --mode produce --rate "$LAT_RATE" --duration-secs 5 || return 1
     fi
   fi
-  local i
+  local i c0
   for ((i = 1; i <= REPEAT; i++)); do
+    c0="$(cpu_ticks "$pid")"
     loadgen "$target" "throughput.$i" --bootstrap "$bs" --mode both --records "$RECORDS" || return 1
+    fact "$target" "throughput_cpu_ticks.$i" "$(($(cpu_ticks "$pid") - c0))"
     if ((LAT_RATE > 0)); then
       loadgen "$target" "latency.$i" --bootstrap "$bs" --mode produce --rate "$LAT_RATE" --duration-secs "$LAT_SECS" \
         || return 1
@@ -222,6 +234,7 @@ bench_kafka() {
   echo "commit=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+uncommitted')"
   echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "clk_tck=$(getconf CLK_TCK)"
 } >"$OUT/machine.facts"
 
 for t in $TARGETS; do

@@ -72,6 +72,10 @@ struct Args {
     /// Bytes of each record value (records have no key).
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
+    /// Give each record its own value (slices of a 64 MiB incompressible pool), so a
+    /// codec finds no repeats between the records of a batch. Default: one value for all.
+    #[arg(long)]
+    distinct_values: bool,
     /// Records to produce (and read back). Default: 1,000,000 unless --duration-secs is given.
     #[arg(long, conflicts_with = "duration_secs")]
     records: Option<u64>,
@@ -469,7 +473,10 @@ fn delete_topic(admin: &AdminClient<Ctx>, topic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A value that does not compress (splitmix64 stream), the same for every record.
+/// The pool `--distinct-values` slices record values from: larger than any codec's window.
+const VALUE_POOL_BYTES: usize = 64 << 20;
+
+/// Bytes that do not compress (a splitmix64 stream).
 fn payload(len: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut out = Vec::with_capacity(len + 8);
@@ -498,9 +505,12 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
     // Warm up: metadata (and the connection) before the clock starts.
     producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)).context("producer metadata")?;
 
-    let value = payload(args.record_bytes);
+    // One value, or a pool each record takes its own slice of.
+    let pool = payload(args.record_bytes + if args.distinct_values { VALUE_POOL_BYTES } else { 0 });
+    let value = &pool[..args.record_bytes];
+    let slots = (pool.len() / args.record_bytes.max(1)).max(1);
     let ctx = producer.context();
-    let (probe_records, topic_ready) = probe_until_ready(&producer, topic, args, &value)?;
+    let (probe_records, topic_ready) = probe_until_ready(&producer, topic, args, value)?;
     let limit = args.records.or(if args.duration_secs.is_some() { None } else { Some(1_000_000) });
     let deadline = args.duration_secs.map(Duration::from_secs_f64);
     let stall = Duration::from_secs(args.stall_secs);
@@ -525,8 +535,10 @@ fn produce_phase(args: &Args, topic: &str) -> anyhow::Result<(ProduceStats, Vec<
             }
         }
         let part = (sent % partitions) as i32;
+        let at = (sent as usize % slots) * args.record_bytes;
+        let value = &pool[at..at + args.record_bytes];
         let mut record =
-            BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(&value[..]).partition(part);
+            BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value).partition(part);
         let mut blocked_since: Option<Instant> = None;
         loop {
             match producer.send(record) {
