@@ -42,8 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     let mut topics: Vec<(TopicName, uuid::Uuid, Option<Error>)> = Vec::with_capacity(request.topics.len());
     let mut wants = Vec::new();
     for (i, t) in request.topics.iter().enumerate() {
-        let name: Option<std::sync::Arc<str>> =
-            if version >= 13 { super::topic_name_of(shard, t.topic_id) } else { Some(t.topic.0.to_string().into()) };
+        let name = super::requested_topic(shard, version >= 13, &t.topic, t.topic_id);
         let unknown = match (&name, version >= 13) {
             (None, true) => Some(Error::UnknownTopicId(t.topic_id.to_string())),
             _ => None,

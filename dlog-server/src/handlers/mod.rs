@@ -237,6 +237,15 @@ pub fn topic_name_of(shard: &Shard, id: uuid::Uuid) -> Option<std::sync::Arc<str
     shard.shared.topics.read().expect("topic registry lock").name_of(dlog_core::TopicId(*id.as_bytes()))
 }
 
+/// The topic a Produce or Fetch entry names: by id from v13 (`by_id`), by name before.
+pub fn requested_topic(shard: &Shard, by_id: bool, name: &TopicName, id: uuid::Uuid) -> Option<std::sync::Arc<str>> {
+    if by_id {
+        topic_name_of(shard, id)
+    } else {
+        Some(name.0.to_string().into())
+    }
+}
+
 /// A request's own `timeout_ms` as the deadline of every wait it causes (at most five
 /// minutes away); none when it names none (0 or less), so the broker's defaults apply.
 #[derive(Debug, Clone, Copy)]

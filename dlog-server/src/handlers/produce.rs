@@ -43,11 +43,7 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
     let mut results = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         // v13+ names topics by id (KIP-516); an id no topic has answers UNKNOWN_TOPIC_ID.
-        let name = if version >= 13 {
-            super::topic_name_of(shard, topic.topic_id)
-        } else {
-            Some(topic.name.0.to_string().into())
-        };
+        let name = super::requested_topic(shard, version >= 13, &topic.name, topic.topic_id);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = match &name {
